@@ -1,0 +1,226 @@
+"""The ``harness`` command: it parses, prints and exits; the work lives in the library."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from harness.errors import HarnessError
+
+app = typer.Typer(
+    help="Benchmark Lipschitz strategies for GAN critics: run suites, list plugins, compare.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console(width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+
+ProfileOpt = Annotated[
+    str | None, typer.Option("--profile", "-p", help="Profile from the suite's profiles: block.")
+]
+
+
+def fail(exc: Exception, code: int = 2):
+    err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def parse_seeds(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise HarnessError(f"--seeds: expected comma-separated integers, got {text!r}") from None
+
+
+@app.command()
+def run(
+    suite: Annotated[Path, typer.Argument(help="Suite YAML file, e.g. suites/mnist_modes.yaml.")],
+    profile: ProfileOpt = None,
+    device: Annotated[
+        str, typer.Option(help="auto (CUDA when present), cpu or cuda[:N].")
+    ] = "auto",
+    tracking_uri: Annotated[
+        str | None,
+        typer.Option(
+            help="MLflow tracking URI [default: $MLFLOW_TRACKING_URI or results/mlflow.db]."
+        ),
+    ] = None,
+    seeds: Annotated[str | None, typer.Option(help="Override the suite's seeds: 0,1,2.")] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Where on-disk datasets live (mnist source torchvision).")
+    ] = None,
+):
+    """Train every (strategy, seed) run of SUITE, log to MLflow, print a comparison table."""
+    from harness.runner import run_suite
+    from harness.suite import load_suite
+    from harness.trainer import resolve_device
+
+    try:
+        loaded, registry = load_suite(suite, profile=profile, seeds=parse_seeds(seeds))
+        resolved = resolve_device(device)
+        from harness.tracking import Tracker
+
+        tracker = Tracker(tracking_uri)
+    except (HarnessError, RuntimeError) as exc:
+        fail(exc)
+    runs = loaded.runs
+    console.print(
+        f"[bold]{loaded.config.name}[/bold] ({profile or 'default'} profile): {len(runs)} runs "
+        f"on {resolved}, tracking at {tracker.uri}"
+    )
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as bars:
+        reporter = _ProgressReporter(bars)
+        try:
+            outcomes = run_suite(
+                loaded,
+                registry,
+                tracker,
+                device=str(resolved),
+                data_dir=data_dir,
+                progress=reporter,
+            )
+        except KeyboardInterrupt:
+            err.print("interrupted: the running run is marked interrupted")
+            raise typer.Exit(130) from None
+        except HarnessError as exc:
+            fail(exc)
+    _print_summary(outcomes, registry)
+    failed = [o for o in outcomes if o.status == "failed"]
+    for o in failed:
+        err.print(f"[red]failed:[/red] {o.spec.strategy} seed {o.spec.seed}: {o.error}")
+    if failed:
+        raise typer.Exit(1)
+
+
+class _ProgressReporter:
+    def __init__(self, bars: Progress):
+        self.bars = bars
+
+    def run_started(self, spec):
+        task = self.bars.add_task(
+            f"{spec.strategy} seed {spec.seed}", total=spec.train.steps, info=""
+        )
+
+        def update(step: int, values: dict[str, float]) -> None:
+            info = f"critic {values['loss_critic']:+.3f} gen {values['loss_generator']:+.3f}"
+            self.bars.update(task, completed=step, info=info)
+
+        self.task = task
+        return update
+
+    def run_ended(self, outcome) -> None:
+        spec = outcome.spec
+        if outcome.status == "skipped":
+            self.bars.add_task(
+                f"{spec.strategy} seed {spec.seed}",
+                total=spec.train.steps,
+                completed=spec.train.steps,
+                info="already finished: skipped",
+            )
+        else:
+            self.bars.update(self.task, info=outcome.status)
+
+
+def _print_summary(outcomes, registry) -> None:
+    from harness.summary import outcomes_frame, summary_columns, summary_table
+
+    frame = outcomes_frame(outcomes)
+    table = summary_table(frame, summary_columns(frame, registry))
+    out = Table(title="mean ± std over seeds")
+    out.add_column("strategy")
+    for column in table.columns:
+        out.add_column(str(column), justify="right")
+    for name, row in table.iterrows():
+        out.add_row(str(name), *(str(v) for v in row))
+    console.print(out)
+
+
+@app.command()
+def validate(
+    suite: Annotated[Path, typer.Argument(help="Suite YAML file.")],
+    profile: ProfileOpt = None,
+):
+    """Check SUITE without training: every plugin, parameter and type, and what it imports."""
+    from harness.suite import load_suite
+
+    try:
+        loaded, _ = load_suite(suite, profile=profile)
+    except HarnessError as exc:
+        fail(exc)
+    config = loaded.config
+    console.print(
+        f"{suite}: ok — {len(config.strategies)} strategies × {len(config.seeds)} seeds "
+        f"= {len(loaded.runs)} runs of {config.train.steps} steps"
+    )
+    seen = set()
+    for spec in loaded.runs:
+        if spec.strategy in seen:
+            continue
+        seen.add(spec.strategy)
+        opt = spec.optimizer
+        console.print(
+            f"  {spec.strategy}: loss {spec.loss.name}{_params(spec.loss.params)}, "
+            f"constraint {spec.constraint.name}{_params(spec.constraint.params)}, "
+            f"{opt.name} lr {opt.lr:g}" + (f" betas {opt.betas}" if opt.betas else ""),
+            highlight=False,
+        )
+    modules = config.plugins
+    console.print(
+        f"  imports: {', '.join(modules) if modules else 'no suite-local plugin modules'}"
+    )
+
+
+def _params(params: dict) -> str:
+    return f"({', '.join(f'{k}={v}' for k, v in params.items())})" if params else ""
+
+
+@app.command("list")
+def list_parts(
+    kind: Annotated[
+        str | None, typer.Option(help="Only this kind: loss, constraint, architecture, ...")
+    ] = None,
+):
+    """Show every registered part: kind, name, parameters with defaults, source package."""
+    from harness.registry import Registry
+
+    try:
+        registry = Registry()
+    except HarnessError as exc:
+        fail(exc)
+    if kind is not None and kind not in registry.parts:
+        fail(HarnessError(f"--kind: unknown kind {kind!r}; known: {', '.join(registry.parts)}"))
+    table = Table()
+    for column in ("kind", "name", "parameters", "source"):
+        table.add_column(column, no_wrap=column != "parameters")
+    table.add_column("description", overflow="ellipsis", no_wrap=True, max_width=60)
+    for part_kind, parts in registry.parts.items():
+        if kind and part_kind != kind:
+            continue
+        for name, info in parts.items():
+            params = ", ".join(
+                p.name if p.required else f"{p.name}={p.default!r}" for p in info.params
+            )
+            summary = info.summary.split(". ")[0].split(" (")[0]
+            table.add_row(part_kind, name, params or "–", info.source, summary)
+    console.print(table)
+
+
+def main() -> None:  # pragma: no cover
+    app()

@@ -1,0 +1,21 @@
+"""Errors the CLI turns into one line and exit code 2."""
+
+
+class HarnessError(Exception):
+    """A user-facing error: bad input, missing data, an unknown plugin."""
+
+
+class SuiteError(HarnessError):
+    """A problem in a suite file, located by file and dotted field path."""
+
+    def __init__(self, message: str, *, file: str | None = None, field: str | None = None):
+        self.message, self.file, self.field = message, file, field
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        where = ": ".join(p for p in (self.file, self.field) if p)
+        return f"{where}: {self.message}" if where else self.message
+
+
+class PluginError(HarnessError):
+    """A plugin failed to load or registered a bad or duplicate part."""

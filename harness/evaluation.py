@@ -1,0 +1,70 @@
+"""What metrics see at an evaluation point, and the loop that asks each metric."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from harness.evaluator import Evaluator, load_evaluator
+from harness.parts import Dataset, Loss, Metric, Samples
+from harness.suite import RunSpec
+
+EVAL_NOISE_SEED = 1_000_003  # fixed evaluation noise, apart from the training RNG stream
+
+
+@dataclass
+class EvalContext:
+    """Everything a metric may look at; expensive pieces are made on first use."""
+
+    spec: RunSpec
+    dataset: Dataset
+    generator: nn.Module
+    critic: nn.Module
+    loss: Loss
+    real: Samples
+    device: torch.device
+    data_dir: Path | None = None
+    step: int = 0
+    fake: Tensor | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    _evaluator: Evaluator | None = None
+
+    def evaluator(self) -> Evaluator:
+        if self._evaluator is None:
+            train, test = self.dataset.classifier_data(self.data_dir)
+            self._evaluator = load_evaluator(train, test, device=self.device)
+        return self._evaluator
+
+    @torch.no_grad()
+    def generate(self, n: int, batch_size: int = 1000) -> Tensor:
+        gen = torch.Generator(device=self.device).manual_seed(EVAL_NOISE_SEED + self.spec.seed)
+        z_dim = self.spec.architecture.z_dim
+        z = torch.randn(n, z_dim, generator=gen, device=self.device)
+        was_training = self.generator.training
+        self.generator.eval()
+        out = torch.cat([self.generator(b) for b in z.split(batch_size)])
+        self.generator.train(was_training)
+        return out
+
+    @torch.no_grad()
+    def critic_scores(self, x: Tensor, batch_size: int = 1000) -> Tensor:
+        was_training = self.critic.training
+        self.critic.eval()
+        out = torch.cat([self.critic(b) for b in x.split(batch_size)])
+        self.critic.train(was_training)
+        return out
+
+
+def evaluate(ctx: EvalContext, metrics: dict[str, Metric]) -> dict[str, float]:
+    """Generate the evaluation samples once and run every metric on them."""
+    start = time.perf_counter()
+    ctx.fake = ctx.generate(ctx.spec.eval.samples)
+    values: dict[str, float] = {}
+    for metric in metrics.values():
+        values.update(metric.evaluate(ctx))
+    values["eval_seconds"] = time.perf_counter() - start
+    return values

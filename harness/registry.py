@@ -1,0 +1,173 @@
+"""The plugin manager: loads entry points and suite-local modules, and looks parts up."""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import inspect
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Any
+
+import pluggy
+from pydantic import TypeAdapter, ValidationError
+
+from harness import hookspecs
+from harness.errors import PluginError, SuiteError
+from harness.parts import KINDS
+
+ENTRY_POINT_GROUP = "harness"
+HOOKS = {
+    "loss": "register_losses",
+    "constraint": "register_constraints",
+    "architecture": "register_architectures",
+    "dataset": "register_datasets",
+    "metric": "register_metrics",
+}
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    annotation: Any
+    default: Any  # inspect.Parameter.empty when required
+
+    @property
+    def required(self) -> bool:
+        return self.default is inspect.Parameter.empty
+
+
+@dataclass(frozen=True)
+class PartInfo:
+    kind: str
+    name: str
+    cls: type
+    source: str
+
+    @property
+    def params(self) -> list[Param]:
+        signature = inspect.signature(self.cls.__init__)
+        hints = _type_hints(self.cls.__init__)
+        return [
+            Param(p.name, hints.get(p.name, Any), p.default)
+            for p in list(signature.parameters.values())[1:]
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+        ]
+
+    @property
+    def summary(self) -> str:
+        doc = inspect.getdoc(self.cls) or ""
+        return doc.split("\n\n")[0].replace("\n", " ")
+
+
+def _type_hints(func) -> dict[str, Any]:
+    try:
+        import typing
+
+        return typing.get_type_hints(func)
+    except Exception:  # unresolvable forward references: fall back to no type checks
+        return {}
+
+
+class Registry:
+    """Every registered part, by kind and name, with the package it came from."""
+
+    def __init__(self, modules: list[str] | tuple[str, ...] = ()):
+        self._pm = pluggy.PluginManager("harness")
+        self._pm.add_hookspecs(hookspecs)
+        self._sources: dict[str, str] = {}
+        self._parts: dict[str, dict[str, PartInfo]] | None = None
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            dist = ep.dist.name if ep.dist else "?"
+            try:
+                module = ep.load()
+            except Exception as exc:
+                message = f"plugin entry point {ep.name!r} of {dist} failed: {exc}"
+                raise PluginError(message) from None
+            self._add(module, f"{dist}:{ep.name}", dist)
+        for name in modules:
+            self.load_module(name)
+
+    def _add(self, plugin: object, plugin_name: str, source: str) -> None:
+        if self._pm.is_registered(plugin):
+            return
+        self._pm.register(plugin, name=plugin_name)
+        self._sources[plugin_name] = source
+        self._parts = None
+
+    def load_module(self, name: str) -> None:
+        """Register an importable module of hook implementations (a suite's ``plugins:``)."""
+        try:
+            module = importlib.import_module(name)
+        except ImportError as exc:
+            raise PluginError(f"cannot import plugin module {name!r}: {exc}") from None
+        self._add(module, f"module:{name}", name)
+
+    @property
+    def parts(self) -> dict[str, dict[str, PartInfo]]:
+        if self._parts is None:
+            self._parts = {kind: {} for kind in KINDS}
+            for kind, hook in HOOKS.items():
+                for impl in getattr(self._pm.hook, hook).get_hookimpls():
+                    source = self._sources.get(impl.plugin_name, impl.plugin_name)
+                    impl.function(register=self._registrar(kind, source))
+        return self._parts
+
+    def _registrar(self, kind: str, source: str):
+        def register(name: str, part: type) -> None:
+            base = KINDS[kind]
+            if not (isinstance(part, type) and issubclass(part, base)):
+                raise PluginError(
+                    f"{source} registered {kind} {name!r} as {part!r}, "
+                    f"which is not a subclass of harness.parts.{base.__name__}"
+                )
+            known = self._parts[kind].get(name)
+            if known is not None:
+                raise PluginError(
+                    f"{kind} {name!r} is registered twice: by {known.source} "
+                    f"({known.cls.__qualname__}) and by {source} ({part.__qualname__})"
+                )
+            self._parts[kind][name] = PartInfo(kind, name, part, source)
+
+        return register
+
+    def get(self, kind: str, name: str, *, field: str | None = None) -> PartInfo:
+        """Look a part up; an unknown name raises a SuiteError with close matches."""
+        known = self.parts[kind]
+        if name in known:
+            return known[name]
+        raise SuiteError(f"unknown {kind} {name!r}{_suggest(name, known)}", field=field)
+
+    def create(self, kind: str, name: str, params: dict[str, Any], *, field: str | None = None):
+        """Instantiate a part with validated parameters."""
+        info = self.get(kind, name, field=field)
+        return info.cls(**validate_params(info, params, field=field))
+
+
+def _suggest(name: str, options) -> str:
+    close = difflib.get_close_matches(str(name), list(options), n=1)
+    if close:
+        return f" (did you mean {close[0]!r}?)"
+    return f"; known: {', '.join(sorted(options))}" if options else ""
+
+
+def validate_params(info: PartInfo, params: dict[str, Any], *, field: str | None) -> dict:
+    """Check names and types of a part's parameters against its constructor signature."""
+    by_name = {p.name: p for p in info.params}
+    out = {}
+    for key, value in params.items():
+        where = f"{field}.{key}" if field else key
+        if key not in by_name:
+            raise SuiteError(
+                f"{info.kind} {info.name!r} has no parameter {key!r}{_suggest(key, by_name)}",
+                field=where,
+            )
+        try:
+            out[key] = TypeAdapter(by_name[key].annotation).validate_python(value, strict=False)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            raise SuiteError(f"{error['msg']} (got {value!r})", field=where) from None
+    missing = [p.name for p in info.params if p.required and p.name not in params]
+    if missing:
+        raise SuiteError(f"{info.kind} {info.name!r} needs parameter {missing[0]!r}", field=field)
+    return out

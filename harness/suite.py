@@ -1,0 +1,256 @@
+"""Suite files: YAML -> validated, fully-resolved runs (one per strategy × seed)."""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+    model_validator,
+)
+
+import harness
+from harness.errors import HarnessError, SuiteError
+from harness.registry import Registry
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PartRef(Strict):
+    """A part and its parameters: ``spectral_norm`` or ``{name: weight_clip, c: 0.01}``."""
+
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return {"name": value}
+        if isinstance(value, dict) and "params" not in value:
+            rest = {k: v for k, v in value.items() if k != "name"}
+            return {"name": value.get("name"), "params": rest}
+        return value
+
+
+class ArchitectureConfig(PartRef):
+    z_dim: PositiveInt = 64
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        value = PartRef._shorthand.__func__(cls, value)
+        if isinstance(value, dict) and "z_dim" in value.get("params", {}):
+            params = dict(value["params"])
+            value = {**value, "z_dim": params.pop("z_dim"), "params": params}
+        return value
+
+
+class TrainConfig(Strict):
+    steps: PositiveInt = Field(description="generator steps")
+    batch_size: PositiveInt = 64
+    n_critic: PositiveInt = 5
+    log_every: PositiveInt = 50
+
+
+class OptimizerConfig(Strict):
+    name: Literal["adam", "rmsprop", "sgd"]
+    lr: PositiveFloat
+    betas: tuple[float, float] | None = None
+
+
+class StrategyConfig(Strict):
+    loss: PartRef
+    constraint: PartRef = PartRef(name="none")
+    optimizer: OptimizerConfig | None = None
+    n_critic: PositiveInt | None = None
+
+
+class EvalConfig(Strict):
+    every: PositiveInt = 500
+    samples: PositiveInt = 2500
+
+
+class SuiteConfig(Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
+    description: str = ""
+    dataset: PartRef
+    architecture: ArchitectureConfig
+    train: TrainConfig
+    strategies: dict[str, StrategyConfig] = Field(min_length=1)
+    seeds: list[int] = Field(default=[0], min_length=1)
+    eval: EvalConfig = EvalConfig()
+    metrics: list[PartRef] = Field(default_factory=list)
+    plugins: list[str] = Field(default_factory=list)
+    profiles: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+class RunSpec(BaseModel):
+    """One fully-resolved (strategy, seed) run: everything training needs, and its key."""
+
+    model_config = ConfigDict(frozen=True)
+
+    suite: str
+    strategy: str
+    seed: int
+    dataset: PartRef
+    architecture: ArchitectureConfig
+    train: TrainConfig
+    loss: PartRef
+    constraint: PartRef
+    optimizer: OptimizerConfig
+    eval: EvalConfig
+    metrics: list[PartRef]
+    plugins: list[str]
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    @property
+    def run_key(self) -> str:
+        payload = json.dumps({**self.config, "harness": harness.__version__}, sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+class Suite(BaseModel):
+    """A validated suite: its config, the profile applied, the raw text and its runs."""
+
+    path: str
+    profile: str | None
+    config: SuiteConfig
+    text: str
+    runs: list[RunSpec]
+
+
+def _merge(base: dict, override: dict) -> dict:
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _field(loc: tuple) -> str:
+    return ".".join(str(p) for p in loc if p not in ("function-before[_shorthand()]",))
+
+
+def read_yaml(path: Path) -> tuple[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SuiteError("no such file", file=str(path)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SuiteError(f"cannot read: {exc}", file=str(path)) from None
+    try:
+        return text, yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark else None
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise SuiteError(f"invalid YAML: {problem}", file=str(path), field=where) from None
+
+
+def load_suite(
+    path: str | Path,
+    *,
+    profile: str | None = None,
+    seeds: list[int] | None = None,
+    registry: Registry | None = None,
+) -> tuple[Suite, Registry]:
+    """Read, validate and resolve a suite; every plugin name and parameter is checked here,
+    before any training starts."""
+    path = Path(path)
+    text, raw = read_yaml(path)
+    if not isinstance(raw, dict):
+        raise SuiteError("a suite must be a YAML mapping", file=str(path))
+    if profile is not None:
+        profiles = raw.get("profiles") or {}
+        if not isinstance(profiles, dict) or profile not in profiles:
+            close = difflib.get_close_matches(profile, list(profiles), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else f"; known: {', '.join(profiles)}"
+            raise SuiteError(f"unknown profile {profile!r}{hint}", file=str(path), field="profiles")
+        if not isinstance(profiles[profile], dict):
+            raise SuiteError(
+                "a profile must be a mapping", file=str(path), field=f"profiles.{profile}"
+            )
+        raw = _merge(raw, profiles[profile])
+    if seeds is not None:
+        raw = {**raw, "seeds": seeds}
+    try:
+        config = SuiteConfig.model_validate(raw)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        raise SuiteError(error["msg"], file=str(path), field=_field(error["loc"])) from None
+    try:
+        registry = registry or Registry()
+        for module in config.plugins:
+            registry.load_module(module)
+        runs = resolve(config, registry)
+    except SuiteError as exc:
+        exc.file = str(path)
+        raise
+    except HarnessError as exc:
+        raise SuiteError(str(exc), file=str(path)) from None
+    return Suite(path=str(path), profile=profile, config=config, text=text, runs=runs), registry
+
+
+def resolve(config: SuiteConfig, registry: Registry) -> list[RunSpec]:
+    """Check every part and parameter by constructing it once, then expand the grid."""
+    registry.create("dataset", config.dataset.name, config.dataset.params, field="dataset")
+    arch = config.architecture
+    registry.create("architecture", arch.name, arch.params, field="architecture")
+    metrics = config.metrics or [PartRef(name=n) for n in default_metrics(registry)]
+    for i, metric in enumerate(metrics):
+        registry.create("metric", metric.name, metric.params, field=f"metrics.{i}")
+    runs = []
+    for name, strategy in config.strategies.items():
+        where = f"strategies.{name}"
+        registry.create("loss", strategy.loss.name, strategy.loss.params, field=f"{where}.loss")
+        constraint = registry.create(
+            "constraint",
+            strategy.constraint.name,
+            strategy.constraint.params,
+            field=f"{where}.constraint",
+        )
+        optimizer = strategy.optimizer or OptimizerConfig(**constraint.default_optimizer)
+        train = config.train
+        if strategy.n_critic is not None:
+            train = train.model_copy(update={"n_critic": strategy.n_critic})
+        for seed in config.seeds:
+            runs.append(
+                RunSpec(
+                    suite=config.name,
+                    strategy=name,
+                    seed=seed,
+                    dataset=config.dataset,
+                    architecture=arch,
+                    train=train,
+                    loss=strategy.loss,
+                    constraint=strategy.constraint,
+                    optimizer=optimizer,
+                    eval=config.eval,
+                    metrics=metrics,
+                    plugins=config.plugins,
+                )
+            )
+    return runs
+
+
+def default_metrics(registry: Registry) -> list[str]:
+    """Every registered metric, when a suite does not choose."""
+    return list(registry.parts["metric"])

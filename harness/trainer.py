@@ -1,0 +1,171 @@
+"""One readable training loop: n_critic critic steps per generator step, constraint hooks,
+evaluation every ``eval.every`` generator steps. Seeded, deterministic on CPU, and free of
+per-step host syncs: losses accumulate on the device and are read every ``log_every`` steps."""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from harness.evaluation import EvalContext, evaluate
+from harness.parts import Samples
+from harness.registry import Registry
+from harness.suite import OptimizerConfig, RunSpec
+
+TRAIN_KEYS = ("loss_critic", "loss_generator", "grad_norm_generator", "penalty", "critic_gap")
+
+
+@dataclass
+class RunResult:
+    """What a finished (or diverged) run reports."""
+
+    status: str  # finished | diverged
+    steps: int
+    metrics: dict[str, float] = field(default_factory=dict)
+    diverged_step: int | None = None
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def make_optimizer(params, cfg: OptimizerConfig) -> torch.optim.Optimizer:
+    if cfg.name == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, betas=cfg.betas or (0.9, 0.999))
+    if cfg.name == "rmsprop":
+        return torch.optim.RMSprop(params, lr=cfg.lr)
+    return torch.optim.SGD(params, lr=cfg.lr)
+
+
+class MetricsSink:
+    """Where a run's numbers go; the tracker implements it, tests may pass a dict collector."""
+
+    def log(self, values: dict[str, float], step: int) -> None: ...
+
+    def log_samples(self, ctx: EvalContext, step: int) -> None: ...
+
+
+def train(
+    spec: RunSpec,
+    *,
+    registry: Registry | None = None,
+    device: str | torch.device = "auto",
+    data_dir: Path | None = None,
+    sink: MetricsSink | None = None,
+    progress: Callable[[int, dict[str, float]], None] | None = None,
+) -> RunResult:
+    """Train one (strategy, seed) run and evaluate it; returns the final metrics."""
+    registry = registry or Registry(spec.plugins)
+    sink = sink or MetricsSink()
+    device = resolve_device(device)
+    seed_everything(spec.seed)
+
+    dataset = registry.create("dataset", spec.dataset.name, spec.dataset.params)
+    loss = registry.create("loss", spec.loss.name, spec.loss.params)
+    constraint = registry.create("constraint", spec.constraint.name, spec.constraint.params)
+    metrics = {m.name: registry.create("metric", m.name, m.params) for m in spec.metrics}
+    arch = registry.create("architecture", spec.architecture.name, spec.architecture.params)
+
+    data = dataset.load("train", data_dir).x.to(device)
+    test = dataset.load("test", data_dir)
+    real = Samples(test.x[: spec.eval.samples].to(device), test.y[: spec.eval.samples].to(device))
+    generator, critic = arch.build(spec.architecture.z_dim, tuple(data.shape[1:]), loss.output)
+    generator, critic = generator.to(device), constraint.wrap_critic(critic.to(device))
+    opt_g = make_optimizer(generator.parameters(), spec.optimizer)
+    opt_c = make_optimizer(critic.parameters(), spec.optimizer)
+    ctx = EvalContext(spec, dataset, generator, critic, loss, real, device, data_dir)
+
+    tc, z_dim, n = spec.train, spec.architecture.z_dim, len(data)
+    totals = torch.zeros(len(TRAIN_KEYS), device=device)
+    zero = torch.zeros((), device=device)
+    history: dict[str, list[tuple[int, float]]] = {}
+    result = RunResult("finished", 0)
+    train_seconds, window_start, window_steps = 0.0, time.perf_counter(), 0
+
+    for step in range(1, tc.steps + 1):
+        for _ in range(tc.n_critic):
+            real_x = data[torch.randint(0, n, (tc.batch_size,), device=device)]
+            with torch.no_grad():
+                fake_x = generator(torch.randn(tc.batch_size, z_dim, device=device))
+            real_out, fake_out = critic(real_x), critic(fake_x)
+            loss_c = loss.critic_loss(real_out, fake_out)
+            penalty = constraint.penalty(critic, real_x, fake_x)
+            if penalty is not None:
+                loss_c = loss_c + penalty
+            opt_c.zero_grad(set_to_none=True)
+            loss_c.backward()
+            opt_c.step()
+            constraint.after_critic_step(critic)
+
+        critic.requires_grad_(False)  # the generator step needs no critic weight gradients
+        loss_g = loss.generator_loss(
+            critic(generator(torch.randn(tc.batch_size, z_dim, device=device)))
+        )
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        grads = [p.grad for p in generator.parameters() if p.grad is not None]
+        grad_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+        opt_g.step()
+        critic.requires_grad_(True)
+
+        gap = real_out.detach().mean() - fake_out.detach().mean()
+        pen = penalty.detach() if penalty is not None else zero
+        totals += torch.stack([loss_c.detach(), loss_g.detach(), grad_norm, pen, gap])
+        window_steps += 1
+
+        at_eval = step % spec.eval.every == 0 or step == tc.steps
+        if step % tc.log_every == 0 or at_eval:
+            means = dict(zip(TRAIN_KEYS, (totals / window_steps).tolist(), strict=True))
+            elapsed = time.perf_counter() - window_start
+            train_seconds += elapsed
+            means["sec_per_step"] = elapsed / window_steps
+            totals.zero_()
+            result.steps = step
+            if not all(math.isfinite(v) for v in means.values()):
+                result.status, result.diverged_step = "diverged", step
+                sink.log({"diverged": 1.0, "diverged_step": float(step)}, step)
+                break
+            sink.log(means, step)
+            _record(history, means, step)
+            if progress:
+                progress(step, means)
+            if at_eval:
+                ctx.step = step
+                values = evaluate(ctx, metrics)
+                sink.log(values, step)
+                sink.log_samples(ctx, step)
+                _record(history, values, step)
+                result.metrics.update(values)
+            window_start, window_steps = time.perf_counter(), 0
+
+    ctx.timings = {"train_seconds": train_seconds, "steps": result.steps}
+    summary = {
+        "train_seconds": train_seconds,
+        "sec_per_step": train_seconds / max(result.steps, 1),
+        "diverged": float(result.status == "diverged"),
+    }
+    for metric in metrics.values():
+        summary.update(metric.summarize(ctx, history))
+    sink.log(summary, result.steps)
+    result.metrics.update(summary)
+    return result
+
+
+def _record(history: dict[str, list[tuple[int, float]]], values: dict[str, float], step: int):
+    for key, value in values.items():
+        history.setdefault(key, []).append((step, value))

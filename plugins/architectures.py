@@ -1,0 +1,88 @@
+"""Built-in architectures: an MLP for 2-D toys and a DCGAN for 28×28 images."""
+
+import math
+
+from torch import Tensor, nn
+
+import harness
+from harness.parts import Architecture, Output
+
+
+def _mlp(sizes: list[int]) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i, (n_in, n_out) in enumerate(zip(sizes, sizes[1:], strict=False)):
+        layers.append(nn.Linear(n_in, n_out))
+        if i < len(sizes) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+class Critic(nn.Module):
+    """Wraps a body so the critic returns one score (or logit) per sample, shape (N,)."""
+
+    def __init__(self, body: nn.Module):
+        super().__init__()
+        self.body = body
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.body(x).flatten()
+
+
+class MLP(Architecture):
+    """ReLU MLPs for generator and critic, ``depth`` hidden layers of ``width`` units
+    (the WGAN-GP toy code: 3 × 512)."""
+
+    def __init__(self, width: int = 512, depth: int = 3):
+        self.width, self.depth = width, depth
+
+    def build(self, z_dim: int, data_shape: tuple[int, ...], output: Output):
+        dim = math.prod(data_shape)
+        hidden = [self.width] * self.depth
+        generator = nn.Sequential(_mlp([z_dim, *hidden, dim]), nn.Unflatten(1, data_shape))
+        critic = Critic(nn.Sequential(nn.Flatten(), _mlp([dim, *hidden, 1])))
+        return generator, critic
+
+
+class DCGAN28(Architecture):
+    """DCGAN for 28×28 images after the WGAN-GP MNIST code: a transposed-conv generator with
+    tanh output, and a strided-conv LeakyReLU critic with a linear output and no batch norm
+    (batch norm breaks per-sample gradient penalties)."""
+
+    def __init__(self, width: int = 64):
+        self.width = width
+
+    def build(self, z_dim: int, data_shape: tuple[int, ...], output: Output):
+        channels, height, wide = data_shape
+        if (height, wide) != (28, 28):
+            raise ValueError(f"dcgan28 needs 28×28 images, got {height}×{wide}")
+        d = self.width
+        generator = nn.Sequential(
+            nn.Linear(z_dim, 4 * d * 7 * 7),
+            nn.ReLU(),
+            nn.Unflatten(1, (4 * d, 7, 7)),
+            nn.ConvTranspose2d(4 * d, 2 * d, 4, stride=2, padding=1),  # 14×14
+            nn.ReLU(),
+            nn.ConvTranspose2d(2 * d, d, 4, stride=2, padding=1),  # 28×28
+            nn.ReLU(),
+            nn.Conv2d(d, channels, 3, padding=1),
+            nn.Tanh(),
+        )
+        critic = Critic(
+            nn.Sequential(
+                nn.Conv2d(channels, d, 4, stride=2, padding=1),  # 14×14
+                nn.LeakyReLU(0.2),
+                nn.Conv2d(d, 2 * d, 4, stride=2, padding=1),  # 7×7
+                nn.LeakyReLU(0.2),
+                nn.Conv2d(2 * d, 4 * d, 3, stride=2, padding=1),  # 4×4
+                nn.LeakyReLU(0.2),
+                nn.Flatten(),
+                nn.Linear(4 * d * 4 * 4, 1),
+            )
+        )
+        return generator, critic
+
+
+@harness.hookimpl
+def register_architectures(register):
+    register("mlp", MLP)
+    register("dcgan28", DCGAN28)

@@ -1,0 +1,42 @@
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def harness_cache(tmp_path_factory):
+    """One evaluator cache per test session, never the user's."""
+    path = tmp_path_factory.mktemp("harness-cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HARNESS_CACHE_DIR", str(path))
+        yield path
+
+
+@pytest.fixture
+def write_suite(tmp_path):
+    """Write a suite YAML (dedented text) into the test's directory; returns its path."""
+
+    def write(text: str, name: str = "suite.yaml") -> Path:
+        path = tmp_path / name
+        path.write_text(textwrap.dedent(text))
+        return path
+
+    return write
+
+
+TOY_SUITE = """
+name: tiny
+dataset: {name: ring8, n: 2000}
+architecture: {name: mlp, width: 16, depth: 2, z_dim: 2}
+train: {steps: 6, batch_size: 32, n_critic: 2, log_every: 3}
+strategies:
+  wgan-gp: {loss: wasserstein, constraint: gradient_penalty}
+  bce: {loss: bce, constraint: none}
+seeds: [0, 1]
+eval: {every: 3, samples: 200}
+metrics: [mode_coverage]
+"""
