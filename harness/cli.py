@@ -224,3 +224,7 @@ def list_parts(
 
 def main() -> None:  # pragma: no cover
     app()
+
+
+if __name__ == "__main__":
+    app()

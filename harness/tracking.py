@@ -66,8 +66,12 @@ class Tracker:
         self.uri = uri or default_tracking_uri()
         if self.uri.startswith("sqlite:///"):
             Path(self.uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        self.client = MlflowClient(tracking_uri=self.uri)
         try:
+            if self.uri.startswith(("http://", "https://")):
+                import requests
+
+                requests.get(f"{self.uri.rstrip('/')}/health", timeout=5).raise_for_status()
+            self.client = MlflowClient(tracking_uri=self.uri)
             self.client.search_experiments(max_results=1)
         except Exception as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -26,7 +26,9 @@ def test_gradient_penalty_on_linear_critic(a, weight):
 
 def test_gradient_penalty_center():
     critic = linear_critic([3.0, 4.0])
-    penalty = GradientPenalty(weight=1.0, center=0.0).penalty(critic, torch.ones(8, 2), torch.zeros(8, 2))
+    penalty = GradientPenalty(weight=1.0, center=0.0).penalty(
+        critic, torch.ones(8, 2), torch.zeros(8, 2)
+    )
     assert penalty.item() == pytest.approx(25.0)
 
 
