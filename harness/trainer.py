@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import psutil
 import torch
 
 from harness.evaluation import EvalContext, evaluate
@@ -60,6 +61,27 @@ class MetricsSink:
     def log_samples(self, ctx: EvalContext, step: int) -> None: ...
 
 
+class PeakMemory:
+    """Peak memory of a run: the CUDA allocator's peak on GPU, sampled process RSS on CPU."""
+
+    def __init__(self, device: torch.device):
+        self.cuda = device.type == "cuda"
+        self.peak = 0
+        if self.cuda:
+            torch.cuda.reset_peak_memory_stats(device)
+        self.device = device
+
+    def sample(self) -> None:
+        if not self.cuda:
+            self.peak = max(self.peak, psutil.Process().memory_info().rss)
+
+    def peak_mb(self) -> float:
+        if self.cuda:
+            return torch.cuda.max_memory_allocated(self.device) / 2**20
+        self.sample()
+        return self.peak / 2**20
+
+
 def train(
     spec: RunSpec,
     *,
@@ -91,6 +113,9 @@ def train(
     ctx = EvalContext(spec, dataset, generator, critic, loss, real, device, data_dir)
 
     tc, z_dim, n = spec.train, spec.architecture.z_dim, len(data)
+    memory = PeakMemory(device)
+    forwards: list[int] = []  # critic calls in the first generator step (the loop is static)
+    counter = critic.register_forward_pre_hook(lambda *_: forwards.append(1))
     totals = torch.zeros(len(TRAIN_KEYS), device=device)
     zero = torch.zeros((), device=device)
     history: dict[str, list[tuple[int, float]]] = {}
@@ -123,6 +148,8 @@ def train(
         opt_g.step()
         critic.requires_grad_(True)
 
+        if step == 1:
+            counter.remove()
         gap = real_out.detach().mean() - fake_out.detach().mean()
         pen = penalty.detach() if penalty is not None else zero
         totals += torch.stack([loss_c.detach(), loss_g.detach(), grad_norm, pen, gap])
@@ -136,6 +163,7 @@ def train(
             means["sec_per_step"] = elapsed / window_steps
             totals.zero_()
             result.steps = step
+            memory.sample()
             if not all(math.isfinite(v) for v in means.values()):
                 result.status, result.diverged_step = "diverged", step
                 sink.log({"diverged": 1.0, "diverged_step": float(step)}, step)
@@ -153,7 +181,12 @@ def train(
                 result.metrics.update(values)
             window_start, window_steps = time.perf_counter(), 0
 
-    ctx.timings = {"train_seconds": train_seconds, "steps": result.steps}
+    ctx.timings = {
+        "train_seconds": train_seconds,
+        "steps": result.steps,
+        "critic_forwards": len(forwards) * result.steps,
+        "peak_memory_mb": memory.peak_mb(),
+    }
     summary = {
         "train_seconds": train_seconds,
         "sec_per_step": train_seconds / max(result.steps, 1),

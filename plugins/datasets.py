@@ -110,3 +110,27 @@ def register_datasets(register):
     register("ring8", Ring8)
     register("grid25", Grid25)
     register("mnist", MNIST)
+    register("stacked_mnist", StackedMNIST)
+
+
+class StackedMNIST(Dataset):
+    """Stacked MNIST (PacGAN, Lin et al., 2018; after Metz et al., 2017): three random MNIST
+    digits as the channels of one 3×28×28 image, 1,000 modes (one per digit triple), drawn
+    with a fixed seed from the chosen MNIST source's split. PacGAN trains on 128,000."""
+
+    modes = ClassModes(n_classes=10, channels=3)
+
+    def __init__(self, source: Literal["embedded", "torchvision"] = "embedded", n: int = 128_000):
+        self.digits = MNIST(source)
+        self.n = n
+
+    def load(self, split: Literal["train", "test"], data_dir: Path | None = None) -> Samples:
+        digits = self.digits.load(split, data_dir)
+        gen = torch.Generator().manual_seed(SPLIT_SEEDS[split])
+        idx = torch.randint(0, len(digits.x), (self.n, 3), generator=gen)
+        x = digits.x[idx].squeeze(2)  # (n, 3, 28, 28)
+        y = (digits.y[idx] * torch.tensor([100, 10, 1])).sum(1)
+        return Samples(x, y)
+
+    def classifier_data(self, data_dir: Path | None = None) -> tuple[Samples, Samples]:
+        return self.digits.classifier_data(data_dir)

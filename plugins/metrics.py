@@ -5,6 +5,8 @@ import torch
 import harness
 from harness.evaluation import EvalContext
 from harness.metrics.coverage import class_coverage, gaussian_coverage
+from harness.metrics.stability import curve_stability
+from harness.metrics.transport import exact_w1
 from harness.parts import ClassModes, GaussianModes, Metric
 
 
@@ -38,6 +40,74 @@ class ModeCoverage(Metric):
         return {}
 
 
+class Transport(Metric):
+    """Exact W1 between real and generated samples (POT) beside the critic's estimate
+    E f(real) − E f(fake); their gap shows how far the critic is from the optimal 1-Lipschitz
+    potential (weight clipping shrinks it by the unknown Lipschitz constant)."""
+
+    directions = {"w1_exact": "min", "w1_gap": "min"}
+
+    def __init__(self, max_samples: int = 2500):
+        self.max_samples = max_samples
+
+    def evaluate(self, ctx: EvalContext) -> dict[str, float]:
+        real, fake = ctx.real.x[: self.max_samples], ctx.fake[: self.max_samples]
+        exact = exact_w1(real, fake)
+        estimate = (ctx.critic_scores(real).mean() - ctx.critic_scores(fake).mean()).item()
+        return {"w1_exact": exact, "w1_critic": estimate, "w1_gap": abs(exact - estimate)}
+
+
+QUALITY_CURVES = ("fid_mnist", "fid", "kl_to_uniform", "reverse_kl")
+
+
+class Stability(Metric):
+    """Training stability from the logged history: best vs final quality and their gap, area
+    under the quality curve, oscillation of the last evaluations, steps to a threshold, and the
+    generator's gradient norm over training (vanishing gradients)."""
+
+    directions = {
+        "stability_best_final_gap": "min",
+        "stability_auc": "min",
+        "stability_oscillation": "min",
+        "grad_norm_generator_mean": "max",
+    }
+
+    def __init__(self, curve: str = "auto", threshold: float | None = None, tail: int = 3):
+        self.curve, self.threshold, self.tail = curve, threshold, tail
+
+    def summarize(self, ctx: EvalContext, history: dict) -> dict[str, float]:
+        out = {}
+        grads = [v for _, v in history.get("grad_norm_generator", [])]
+        if grads:
+            out["grad_norm_generator_mean"] = sum(grads) / len(grads)
+            out["grad_norm_generator_last"] = grads[-1]
+        names = QUALITY_CURVES if self.curve == "auto" else (self.curve,)
+        name = next((n for n in names if history.get(n)), None)
+        if name is None:
+            return out
+        summary = curve_stability(history[name], tail=self.tail, threshold=self.threshold)
+        out.update({f"stability_{k}": v for k, v in summary.items()})
+        return out
+
+
+class Cost(Metric):
+    """What a strategy costs: seconds per generator step (training only), critic forward
+    passes per generator step, and peak memory (CUDA allocator on GPU, process RSS on CPU)."""
+
+    directions = {"sec_per_step": "min", "critic_passes_per_step": "min", "peak_memory_mb": "min"}
+
+    def summarize(self, ctx: EvalContext, history: dict) -> dict[str, float]:
+        t = ctx.timings
+        steps = max(t.get("steps", 0), 1)
+        return {
+            "critic_passes_per_step": t.get("critic_forwards", 0) / steps,
+            "peak_memory_mb": t.get("peak_memory_mb", 0.0),
+        }
+
+
 @harness.hookimpl
 def register_metrics(register):
     register("mode_coverage", ModeCoverage)
+    register("transport", Transport)
+    register("stability", Stability)
+    register("cost", Cost)
