@@ -58,6 +58,9 @@ def run(
     data_dir: Annotated[
         Path | None, typer.Option(help="Where on-disk datasets live (mnist source torchvision).")
     ] = None,
+    checkpoint_every: Annotated[
+        int, typer.Option(min=1, help="Checkpoint at least every N steps (and at evaluations).")
+    ] = 500,
 ):
     """Train every (strategy, seed) run of SUITE, log to MLflow, print a comparison table."""
     from harness.runner import run_suite
@@ -220,10 +223,6 @@ def list_parts(
             summary = info.summary.split(". ")[0].split(" (")[0]
             table.add_row(part_kind, name, params or "–", info.source, summary)
     console.print(table)
-
-
-def main() -> None:  # pragma: no cover
-    app()
 
 
 if __name__ == "__main__":

@@ -38,11 +38,12 @@ def run_suite(
     device: str = "auto",
     data_dir: Path | None = None,
     progress: Progress | None = None,
+    checkpoint_every: int = 500,
 ) -> list[Outcome]:
     """Train every run of ``suite`` not already completed in the tracking store."""
     progress = progress or Progress()
     parent_id = tracker.start_suite(suite)
-    completed = tracker.completed_runs(tracker.experiment_id(suite.config.name))
+    completed, resumable = tracker.existing_runs(tracker.experiment_id(suite.config.name))
     outcomes = []
     status = "finished"
     try:
@@ -50,7 +51,10 @@ def run_suite(
             if spec.run_key in completed:
                 outcome = Outcome(spec, "skipped", dict(completed[spec.run_key].data.metrics))
             else:
-                outcome = _run_one(spec, registry, tracker, parent_id, device, data_dir, progress)
+                run = tracker.start_run(parent_id, spec, resume=resumable.get(spec.run_key))
+                outcome = _run_one(
+                    spec, run, registry, progress, device, data_dir, checkpoint_every
+                )
             outcomes.append(outcome)
             progress.run_ended(outcome)
     except KeyboardInterrupt:
@@ -61,8 +65,7 @@ def run_suite(
     return outcomes
 
 
-def _run_one(spec, registry, tracker, parent_id, device, data_dir, progress) -> Outcome:
-    run = tracker.start_run(parent_id, spec)
+def _run_one(spec, run, registry, progress, device, data_dir, checkpoint_every) -> Outcome:
     try:
         result = train(
             spec,
@@ -71,6 +74,7 @@ def _run_one(spec, registry, tracker, parent_id, device, data_dir, progress) -> 
             data_dir=data_dir,
             sink=run,
             progress=progress.run_started(spec),
+            checkpoint_every=checkpoint_every,
         )
     except KeyboardInterrupt:
         run.finish("interrupted")

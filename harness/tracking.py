@@ -22,6 +22,7 @@ from harness.suite import RunSpec, Suite
 
 DEFAULT_DB = Path("results") / "mlflow.db"
 COMPLETED = ("finished", "diverged")
+RESUMABLE = ("running", "interrupted")
 MLFLOW_STATUS = {
     "finished": "FINISHED",
     "diverged": "FINISHED",
@@ -87,16 +88,44 @@ class Tracker:
             location = (db.parent / "mlruns" / name).resolve().as_uri()
         return self.client.create_experiment(name, artifact_location=location)
 
-    def completed_runs(self, experiment_id: str) -> dict[str, Any]:
-        """Finished or diverged child runs by run key (re-runs skip them)."""
+    @property
+    def checkpoint_dir(self) -> Path:
+        """Checkpoints live beside an embedded store, else under results/checkpoints."""
+        if self.uri.startswith("sqlite:///"):
+            return Path(self.uri.removeprefix("sqlite:///")).parent / "checkpoints"
+        return Path("results") / "checkpoints"
+
+    def existing_runs(self, experiment_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Child runs by run key: completed ones (re-runs skip them) and resumable ones
+        (running when their process died, or interrupted: re-runs continue them)."""
         runs = self.client.search_runs(
-            [experiment_id], filter_string="tags.`harness.kind` = 'run'", max_results=50_000
+            [experiment_id],
+            filter_string="tags.`harness.kind` = 'run'",
+            max_results=50_000,
+            order_by=["attributes.start_time ASC"],
         )
-        return {r.data.tags["run_key"]: r for r in runs if r.data.tags.get("status") in COMPLETED}
+        completed, resumable = {}, {}
+        for run in runs:
+            status, key = run.data.tags.get("status"), run.data.tags["run_key"]
+            if status in COMPLETED:
+                completed[key] = run
+            elif status in RESUMABLE:
+                resumable[key] = run
+        return completed, {k: r for k, r in resumable.items() if k not in completed}
 
     def start_suite(self, suite: Suite) -> str:
-        """Create the parent run, with the suite YAML and resolved config as artifacts."""
+        """Create the parent run, with the suite YAML and resolved config as artifacts.
+
+        Parent runs of earlier invocations still RUNNING were killed (one invocation runs a
+        suite at a time): they are closed as KILLED.
+        """
         experiment_id = self.experiment_id(suite.config.name)
+        stale = self.client.search_runs(
+            [experiment_id],
+            filter_string="tags.`harness.kind` = 'suite' and attributes.status = 'RUNNING'",
+        )
+        for run in stale:
+            self.client.set_terminated(run.info.run_id, "KILLED")
         run = self.client.create_run(
             experiment_id,
             run_name=f"{suite.config.name}" + (f"-{suite.profile}" if suite.profile else ""),
@@ -116,7 +145,15 @@ class Tracker:
     def end_suite(self, run_id: str, status: str = "finished") -> None:
         self.client.set_terminated(run_id, MLFLOW_STATUS[status])
 
-    def start_run(self, parent_id: str, spec: RunSpec) -> RunTracker:
+    def start_run(self, parent_id: str, spec: RunSpec, resume: Any = None) -> RunTracker:
+        """A new child run, or ``resume`` (an unfinished one) continued from its checkpoint."""
+        checkpoint = self.checkpoint_dir / spec.run_key / "checkpoint.pt"
+        if resume is not None:
+            run_id = resume.info.run_id
+            self.client.update_run(run_id, status="RUNNING")
+            self.client.set_tag(run_id, "status", "running")
+            self.client.set_tag(run_id, "resumed_by", parent_id)
+            return RunTracker(self.client, run_id, spec, checkpoint, resumed=True)
         experiment_id = self.client.get_run(parent_id).info.experiment_id
         run = self.client.create_run(
             experiment_id,
@@ -132,37 +169,73 @@ class Tracker:
                 "constraint": spec.constraint.name,
             },
         )
-        return RunTracker(self.client, run.info.run_id, spec)
+        return RunTracker(self.client, run.info.run_id, spec, checkpoint)
 
 
 class RunTracker:
-    """One child run; a :class:`harness.trainer.MetricsSink`."""
+    """One child run; a :class:`harness.trainer.MetricsSink`.
 
-    def __init__(self, client, run_id: str, spec: RunSpec):
+    Metrics are buffered and sent only when a checkpoint is written (and at the end), right
+    after it: a run killed in between resumes from that checkpoint with the unsent buffer, and
+    (key, step) pairs already in the store are never sent twice — no duplicates, no gaps.
+    """
+
+    def __init__(self, client, run_id: str, spec: RunSpec, checkpoint: Path, resumed=False):
         from mlflow.entities import Param
 
-        self.client, self.run_id = client, run_id
-        self._buffer: list = []
-        params = [Param(k, v[:6000]) for k, v in flatten(spec.config).items()]
-        params.append(Param("harness_version", harness.__version__))
-        for i in range(0, len(params), 100):
-            client.log_batch(run_id, params=params[i : i + 100])
+        self.client, self.run_id, self.checkpoint = client, run_id, checkpoint
+        self._buffer: list[tuple[str, float, int, int]] = []
+        self._sent: set[tuple[str, int]] | None = self._logged_steps() if resumed else None
+        if not resumed:
+            params = [Param(k, v[:6000]) for k, v in flatten(spec.config).items()]
+            params.append(Param("harness_version", harness.__version__))
+            for i in range(0, len(params), 100):
+                client.log_batch(run_id, params=params[i : i + 100])
+
+    def _logged_steps(self) -> set[tuple[str, int]]:
+        run = self.client.get_run(self.run_id)
+        return {
+            (key, m.step)
+            for key in run.data.metrics
+            for m in self.client.get_metric_history(self.run_id, key)
+        }
 
     def log(self, values: dict[str, float], step: int) -> None:
-        from mlflow.entities import Metric
-
         now = int(time.time() * 1000)
-        self._buffer += [Metric(k, float(v), now, step) for k, v in values.items()]
-        if len(self._buffer) >= 1000:
-            self.flush()
+        self._buffer += [(k, float(v), now, step) for k, v in values.items()]
 
     def flush(self) -> None:
-        for i in range(0, len(self._buffer), 1000):
-            self.client.log_batch(self.run_id, metrics=self._buffer[i : i + 1000])
+        from mlflow.entities import Metric
+
+        pending = self._buffer
+        if self._sent is not None:
+            pending = [m for m in pending if (m[0], m[3]) not in self._sent]
+        metrics = [Metric(*m) for m in pending]
+        for i in range(0, len(metrics), 1000):
+            self.client.log_batch(self.run_id, metrics=metrics[i : i + 1000])
         self._buffer = []
 
-    def log_samples(self, ctx, step: int) -> None:
+    def save_checkpoint(self, state: dict) -> None:
+        """Write-then-rename, then send the buffered metrics."""
+        import torch
+
+        self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.checkpoint.with_suffix(f".tmp{os.getpid()}")
+        torch.save({**state, "pending": self._buffer}, tmp)
+        tmp.replace(self.checkpoint)
         self.flush()
+
+    def load_checkpoint(self) -> dict | None:
+        import torch
+
+        if not self.checkpoint.exists():
+            return None
+        state = torch.load(self.checkpoint, map_location="cpu", weights_only=False)
+        self._buffer = state.pop("pending")
+        self.flush()
+        return state
+
+    def log_samples(self, ctx, step: int) -> None:
         png = samples_png(ctx.fake, ctx.real.x, ctx.dataset.modes)
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / f"step_{step:07d}.png"
@@ -173,6 +246,9 @@ class RunTracker:
         self.client.log_text(self.run_id, text, name)
 
     def finish(self, status: str) -> None:
+        """Send what is left and close the run; a completed run's checkpoint is deleted."""
         self.flush()
         self.client.set_tag(self.run_id, "status", status)
         self.client.set_terminated(self.run_id, MLFLOW_STATUS[status])
+        if status in COMPLETED:
+            self.checkpoint.unlink(missing_ok=True)

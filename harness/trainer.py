@@ -54,11 +54,36 @@ def make_optimizer(params, cfg: OptimizerConfig) -> torch.optim.Optimizer:
 
 
 class MetricsSink:
-    """Where a run's numbers go; the tracker implements it, tests may pass a dict collector."""
+    """Where a run's numbers and checkpoints go; the tracker implements it, tests may pass a
+    collector. Without an override, nothing is kept and nothing resumes."""
 
     def log(self, values: dict[str, float], step: int) -> None: ...
 
     def log_samples(self, ctx: EvalContext, step: int) -> None: ...
+
+    def save_checkpoint(self, state: dict) -> None: ...
+
+    def load_checkpoint(self) -> dict | None:
+        return None
+
+
+def rng_state() -> dict:
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": np.random.get_state(),
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 class PeakMemory:
@@ -90,8 +115,14 @@ def train(
     data_dir: Path | None = None,
     sink: MetricsSink | None = None,
     progress: Callable[[int, dict[str, float]], None] | None = None,
+    checkpoint_every: int = 500,
 ) -> RunResult:
-    """Train one (strategy, seed) run and evaluate it; returns the final metrics."""
+    """Train one (strategy, seed) run and evaluate it; returns the final metrics.
+
+    The full training state is checkpointed through ``sink`` at every evaluation and at least
+    every ``checkpoint_every`` steps (at logging points), and a run resumes from the sink's
+    checkpoint when there is one: on CPU the resumed run equals an uninterrupted one bit for bit.
+    """
     registry = registry or Registry(spec.plugins)
     sink = sink or MetricsSink()
     device = resolve_device(device)
@@ -116,13 +147,25 @@ def train(
     memory = PeakMemory(device)
     forwards: list[int] = []  # critic calls in the first generator step (the loop is static)
     counter = critic.register_forward_pre_hook(lambda *_: forwards.append(1))
+    passes_per_step = 0
     totals = torch.zeros(len(TRAIN_KEYS), device=device)
     zero = torch.zeros((), device=device)
     history: dict[str, list[tuple[int, float]]] = {}
     result = RunResult("finished", 0)
-    train_seconds, window_start, window_steps = 0.0, time.perf_counter(), 0
+    train_seconds, start = 0.0, 0
+    if (state := sink.load_checkpoint()) is not None:
+        generator.load_state_dict(state["generator"])
+        critic.load_state_dict(state["critic"])
+        opt_g.load_state_dict(state["opt_g"])
+        opt_c.load_state_dict(state["opt_c"])
+        set_rng_state(state["rng"])
+        history, result.metrics = state["history"], state["metrics"]
+        train_seconds, start = state["train_seconds"], state["step"]
+        passes_per_step = state["passes_per_step"]
+        result.steps = start
+    saved_at, window_start, window_steps = start, time.perf_counter(), 0
 
-    for step in range(1, tc.steps + 1):
+    for step in range(start + 1, tc.steps + 1):
         for _ in range(tc.n_critic):
             real_x = data[torch.randint(0, n, (tc.batch_size,), device=device)]
             with torch.no_grad():
@@ -148,8 +191,9 @@ def train(
         opt_g.step()
         critic.requires_grad_(True)
 
-        if step == 1:
+        if step == start + 1:
             counter.remove()
+            passes_per_step = len(forwards)
         gap = real_out.detach().mean() - fake_out.detach().mean()
         pen = penalty.detach() if penalty is not None else zero
         totals += torch.stack([loss_c.detach(), loss_g.detach(), grad_norm, pen, gap])
@@ -179,12 +223,28 @@ def train(
                 sink.log_samples(ctx, step)
                 _record(history, values, step)
                 result.metrics.update(values)
+            if at_eval or step - saved_at >= checkpoint_every:
+                sink.save_checkpoint(
+                    {
+                        "step": step,
+                        "generator": generator.state_dict(),
+                        "critic": critic.state_dict(),
+                        "opt_g": opt_g.state_dict(),
+                        "opt_c": opt_c.state_dict(),
+                        "rng": rng_state(),
+                        "history": history,
+                        "metrics": dict(result.metrics),
+                        "train_seconds": train_seconds,
+                        "passes_per_step": passes_per_step,
+                    }
+                )
+                saved_at = step
             window_start, window_steps = time.perf_counter(), 0
 
     ctx.timings = {
         "train_seconds": train_seconds,
         "steps": result.steps,
-        "critic_forwards": len(forwards) * result.steps,
+        "critic_forwards": passes_per_step * result.steps,
         "peak_memory_mb": memory.peak_mb(),
     }
     summary = {

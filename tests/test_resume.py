@@ -1,0 +1,96 @@
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import TOY_SUITE
+from mlflow.tracking import MlflowClient
+
+from harness.runner import Progress, run_suite
+from harness.suite import load_suite
+from harness.tracking import Tracker
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+from kill_trials import check_store, harness_cmd, kill_and_resume  # noqa: E402
+
+SUITE = TOY_SUITE.replace("steps: 6", "steps: 12").replace("log_every: 3", "log_every: 2")
+SUITE = SUITE.replace("every: 3, samples", "every: 4, samples").replace(
+    "seeds: [0, 1]", "seeds: [0]"
+)
+SUITE = SUITE.replace("metrics: [mode_coverage]", "metrics: [mode_coverage, stability, cost]")
+
+
+class InterruptAt(Progress):
+    """Ctrl-C at a given step of a given strategy."""
+
+    def __init__(self, strategy: str, step: int):
+        self.strategy, self.step = strategy, step
+
+    def run_started(self, spec):
+        def update(step, values):
+            if spec.strategy == self.strategy and step == self.step:
+                raise KeyboardInterrupt
+
+        return update
+
+
+def histories(uri: str, experiment: str) -> dict:
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name(experiment)
+    out = {}
+    for run in client.search_runs([exp.experiment_id]):
+        if run.data.tags.get("harness.kind") != "run":
+            continue
+        for key in run.data.metrics:
+            if key in {"eval_seconds", "train_seconds", "sec_per_step", "peak_memory_mb"}:
+                continue
+            history = client.get_metric_history(run.info.run_id, key)
+            out[(run.data.tags["strategy"], key)] = sorted((m.step, m.value) for m in history)
+    return out
+
+
+def test_interrupted_run_resumes_bit_identical_in_the_same_mlflow_run(tmp_path, write_suite):
+    path = write_suite(SUITE)
+    suite, registry = load_suite(path)
+    straight = Tracker(f"sqlite:///{tmp_path / 'a' / 'mlflow.db'}")
+    run_suite(suite, registry, straight, device="cpu", checkpoint_every=2)
+
+    resumed = Tracker(f"sqlite:///{tmp_path / 'b' / 'mlflow.db'}")
+    with pytest.raises(KeyboardInterrupt):
+        run_suite(
+            suite,
+            registry,
+            resumed,
+            device="cpu",
+            progress=InterruptAt("bce", 10),
+            checkpoint_every=2,
+        )
+    exp = resumed.client.get_experiment_by_name("tiny").experiment_id
+    kids = {
+        r.data.tags["strategy"]: r
+        for r in resumed.client.search_runs([exp])
+        if r.data.tags.get("harness.kind") == "run"
+    }
+    assert kids["bce"].data.tags["status"] == "interrupted" and kids["bce"].info.status == "KILLED"
+    assert (resumed.checkpoint_dir / suite.runs[1].run_key / "checkpoint.pt").exists()
+
+    outcomes = run_suite(suite, registry, resumed, device="cpu", checkpoint_every=2)
+    assert [o.status for o in outcomes] == ["skipped", "finished"]
+    assert histories(straight.uri, "tiny") == histories(resumed.uri, "tiny")
+    assert not check_store(resumed.uri, "tiny", str(path), None)
+    kids = [
+        r for r in resumed.client.search_runs([exp]) if r.data.tags.get("harness.kind") == "run"
+    ]
+    assert len(kids) == 2  # the interrupted run was continued, not duplicated
+    assert not (resumed.checkpoint_dir / suite.runs[1].run_key / "checkpoint.pt").exists()
+
+
+def test_sigkill_at_random_moments_leaves_one_complete_run_each(tmp_path, write_suite):
+    text = SUITE.replace("steps: 12", "steps: 400").replace(
+        "every: 4, samples", "every: 100, samples"
+    )
+    text = text.replace("log_every: 2", "log_every: 10").replace("seeds: [0]", "seeds: [0, 1]")
+    path = write_suite(text)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    killed = kill_and_resume(harness_cmd(str(path), uri, None, 20), kills=2, delay=(9, 14), seed=1)
+    assert killed >= 1
+    assert check_store(uri, "tiny", str(path), None) == []
