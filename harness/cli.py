@@ -184,10 +184,9 @@ def validate(
             f"{opt.name} lr {opt.lr:g}" + (f" betas {opt.betas}" if opt.betas else ""),
             highlight=False,
         )
-    modules = config.plugins
-    console.print(
-        f"  imports: {', '.join(modules) if modules else 'no suite-local plugin modules'}"
-    )
+    modules = [f"{m} ({getattr(sys.modules[m], '__file__', '?')})" for m in config.plugins]
+    imports = ", ".join(modules) or "no suite-local plugin modules"
+    console.print(f"  imports: {imports}", highlight=False, soft_wrap=True)
 
 
 def _params(params: dict) -> str:

@@ -99,8 +99,9 @@ class Registry:
         """Register an importable module of hook implementations (a suite's ``plugins:``)."""
         try:
             module = importlib.import_module(name)
-        except ImportError as exc:
-            raise PluginError(f"cannot import plugin module {name!r}: {exc}") from None
+        except Exception as exc:  # any failure inside a plugin's import is the plugin's
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise PluginError(f"cannot import plugin module {name!r}: {first}") from None
         self._add(module, f"module:{name}", name)
 
     @property

@@ -6,15 +6,14 @@ import difflib
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    PositiveFloat,
-    PositiveInt,
+    StringConstraints,
     ValidationError,
     model_validator,
 )
@@ -23,9 +22,14 @@ import harness
 from harness.errors import HarnessError, SuiteError
 from harness.registry import Registry
 
+MAX_YAML_NODES = 100_000  # after alias expansion: refuses "billion laughs" documents
+
+Module = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_]\w*(\.[A-Za-z_]\w*)*$")]
+Count = Annotated[int, Field(gt=0, le=10**9)]
+
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class PartRef(Strict):
@@ -46,7 +50,7 @@ class PartRef(Strict):
 
 
 class ArchitectureConfig(PartRef):
-    z_dim: PositiveInt = 64
+    z_dim: Annotated[int, Field(gt=0, le=2**16)] = 64
 
     @model_validator(mode="before")
     @classmethod
@@ -59,28 +63,30 @@ class ArchitectureConfig(PartRef):
 
 
 class TrainConfig(Strict):
-    steps: PositiveInt = Field(description="generator steps")
-    batch_size: PositiveInt = 64
-    n_critic: PositiveInt = 5
-    log_every: PositiveInt = 50
+    steps: Count = Field(description="generator steps")
+    batch_size: Annotated[int, Field(gt=0, le=2**20)] = 64
+    n_critic: Annotated[int, Field(gt=0, le=1000)] = 5
+    log_every: Count = 50
 
 
 class OptimizerConfig(Strict):
     name: Literal["adam", "rmsprop", "sgd"]
-    lr: PositiveFloat
-    betas: tuple[float, float] | None = None
+    lr: Annotated[float, Field(gt=0, le=10)]
+    betas: (
+        tuple[Annotated[float, Field(ge=0, lt=1)], Annotated[float, Field(ge=0, lt=1)]] | None
+    ) = None
 
 
 class StrategyConfig(Strict):
     loss: PartRef
     constraint: PartRef = PartRef(name="none")
     optimizer: OptimizerConfig | None = None
-    n_critic: PositiveInt | None = None
+    n_critic: Annotated[int, Field(gt=0, le=1000)] | None = None
 
 
 class EvalConfig(Strict):
-    every: PositiveInt = 500
-    samples: PositiveInt = 2500
+    every: Count = 500
+    samples: Annotated[int, Field(gt=0, le=10**7)] = 2500
 
 
 class SuiteConfig(Strict):
@@ -90,10 +96,10 @@ class SuiteConfig(Strict):
     architecture: ArchitectureConfig
     train: TrainConfig
     strategies: dict[str, StrategyConfig] = Field(min_length=1)
-    seeds: list[int] = Field(default=[0], min_length=1)
+    seeds: list[Annotated[int, Field(ge=0, lt=2**32)]] = Field(default=[0], min_length=1)
     eval: EvalConfig = EvalConfig()
     metrics: list[PartRef] = Field(default_factory=list)
-    plugins: list[str] = Field(default_factory=list)
+    plugins: list[Module] = Field(default_factory=list)
     profiles: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
@@ -149,7 +155,21 @@ def _field(loc: tuple) -> str:
     return ".".join(str(p) for p in loc if p not in ("function-before[_shorthand()]",))
 
 
+def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
+    """Nodes the document would have with every alias expanded, without expanding it."""
+    if id(node) not in memo:
+        memo[id(node)] = 1  # guards recursive aliases
+        if isinstance(node, yaml.SequenceNode):
+            memo[id(node)] += sum(_expanded_size(n, memo) for n in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            memo[id(node)] += sum(
+                _expanded_size(k, memo) + _expanded_size(v, memo) for k, v in node.value
+            )
+    return memo[id(node)]
+
+
 def read_yaml(path: Path) -> tuple[str, Any]:
+    """Read a YAML file with the safe loader only, refusing alias bombs and deep nesting."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -157,12 +177,28 @@ def read_yaml(path: Path) -> tuple[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         raise SuiteError(f"cannot read: {exc}", file=str(path)) from None
     try:
-        return text, yaml.safe_load(text)
+        return text, _safe_load(text, str(path))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark else None
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise SuiteError(f"invalid YAML: {problem}", file=str(path), field=where) from None
+    except RecursionError:
+        raise SuiteError("YAML nested too deeply", file=str(path)) from None
+
+
+def _safe_load(text: str, file: str) -> Any:
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if _expanded_size(node, {}) > MAX_YAML_NODES:
+            message = f"more than {MAX_YAML_NODES:,} YAML nodes once aliases are expanded"
+            raise SuiteError(message, file=file)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
 
 
 def load_suite(
