@@ -28,6 +28,7 @@ class EvalContext:
     real: Samples
     device: torch.device
     data_dir: Path | None = None
+    train: Tensor | None = None  # the training split: FID's reference set
     step: int = 0
     fake: Tensor | None = None
     timings: dict[str, float] = field(default_factory=dict)

@@ -110,6 +110,7 @@ class Metric:
     """
 
     directions: ClassVar[dict[str, Literal["max", "min"]]] = {}
+    default: ClassVar[bool] = True  # measured when a suite lists no metrics
 
     def evaluate(self, ctx: EvalContext) -> dict[str, float]:
         return {}

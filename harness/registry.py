@@ -142,7 +142,11 @@ class Registry:
     def create(self, kind: str, name: str, params: dict[str, Any], *, field: str | None = None):
         """Instantiate a part with validated parameters."""
         info = self.get(kind, name, field=field)
-        return info.cls(**validate_params(info, params, field=field))
+        params = validate_params(info, params, field=field)
+        try:
+            return info.cls(**params)
+        except Exception as exc:  # a part rejecting its parameters is a suite error
+            raise SuiteError(f"{kind} {name!r}: {exc}", field=field) from None
 
 
 def _suggest(name: str, options) -> str:

@@ -288,5 +288,5 @@ def resolve(config: SuiteConfig, registry: Registry) -> list[RunSpec]:
 
 
 def default_metrics(registry: Registry) -> list[str]:
-    """Every registered metric, when a suite does not choose."""
-    return list(registry.parts["metric"])
+    """Every registered default metric, when a suite does not choose."""
+    return [name for name, info in registry.parts["metric"].items() if info.cls.default]

@@ -141,7 +141,7 @@ def train(
     generator, critic = generator.to(device), constraint.wrap_critic(critic.to(device))
     opt_g = make_optimizer(generator.parameters(), spec.optimizer)
     opt_c = make_optimizer(critic.parameters(), spec.optimizer)
-    ctx = EvalContext(spec, dataset, generator, critic, loss, real, device, data_dir)
+    ctx = EvalContext(spec, dataset, generator, critic, loss, real, device, data_dir, data)
 
     tc, z_dim, n = spec.train, spec.architecture.z_dim, len(data)
     memory = PeakMemory(device)

@@ -1,10 +1,20 @@
 """Built-in metrics, registered like any third-party metric."""
 
+import hashlib
+
 import torch
 
 import harness
 from harness.evaluation import EvalContext
+from harness.evaluator import cache_dir
 from harness.metrics.coverage import class_coverage, gaussian_coverage
+from harness.metrics.fidelity import (
+    fidelity_metrics,
+    inception_fid,
+    inception_weights,
+    register_evaluator_extractor,
+)
+from harness.metrics.lipschitz import lipschitz_diagnostics
 from harness.metrics.stability import curve_stability
 from harness.metrics.transport import exact_w1
 from harness.parts import ClassModes, GaussianModes, Metric
@@ -105,9 +115,90 @@ class Cost(Metric):
         }
 
 
+class Lipschitz(Metric):
+    """Lipschitz diagnostics of the critic: gradient norms on interpolates, real and fake
+    points, an empirical lower bound, per-layer spectral norms (true conv operator norms) and
+    their product as an upper bound."""
+
+    directions = {"grad_norm_interp_frac_above_1": "min", "lipschitz_upper_bound": "min"}
+
+    def __init__(self, samples: int = 512):
+        self.samples = samples
+
+    def evaluate(self, ctx: EvalContext) -> dict[str, float]:
+        real, fake = ctx.real.x[: self.samples], ctx.fake[: self.samples]
+        return lipschitz_diagnostics(ctx.critic, real, fake, seed=ctx.step)
+
+
+class Fidelity(Metric):
+    """FID, KID and precision/recall (torch-fidelity) in the feature space of the harness's
+    MNIST evaluator (not Inception), against the training split; named ``*_mnist``. Logged with
+    the sample count and the real-vs-real floor (two disjoint halves of the reference)."""
+
+    directions = {
+        "fid_mnist": "min",
+        "kid_mnist": "min",
+        "precision_mnist": "max",
+        "recall_mnist": "max",
+        "f_score_mnist": "max",
+    }
+
+    def __init__(self, kid: bool = True, prc: bool = True):
+        self.measures = ("fid",) + ("kid",) * kid + ("prc",) * prc
+        self._floor: float | None = None
+        self._reference_key: str | None = None
+
+    def evaluate(self, ctx: EvalContext) -> dict[str, float]:
+        if not isinstance(ctx.dataset.modes, ClassModes):
+            return {}
+        evaluator = ctx.evaluator()
+        name = register_evaluator_extractor(f"harness-mnist-{evaluator.fingerprint}", evaluator.net)
+        n = min(len(ctx.fake), len(ctx.train))
+        reference = ctx.train[:n]
+        if self._reference_key is None:
+            digest = hashlib.sha256(reference.cpu().numpy().tobytes()).hexdigest()[:16]
+            self._reference_key = f"{name}-{digest}"
+            half = min(n, len(ctx.train) // 2)
+            a, b = ctx.train[:half], ctx.train[half : 2 * half]
+            floor = fidelity_metrics(a, b, extractor=name, device=ctx.device, metrics=("fid",))
+            self._floor = floor["fid"]
+        values = fidelity_metrics(
+            ctx.fake[:n],
+            reference,
+            extractor=name,
+            device=ctx.device,
+            metrics=self.measures,
+            real_cache_key=self._reference_key,
+            cache_dir=cache_dir() / "fidelity",
+        )
+        out = {f"{k}_mnist": v for k, v in values.items() if k != "kid_std"}
+        if "kid_std" in values:
+            out["kid_mnist_std"] = values["kid_std"]
+        return out | {"fid_mnist_floor": self._floor, "fid_mnist_samples": float(n)}
+
+
+class InceptionFID(Metric):
+    """Classic FID with Inception-v3 features, only from a local weights file (``weights`` or
+    $HARNESS_INCEPTION_WEIGHTS); a missing file is a validation error, never a download."""
+
+    directions = {"fid_inception": "min"}
+    default = False
+
+    def __init__(self, weights: str | None = None):
+        self.weights = inception_weights(weights)
+
+    def evaluate(self, ctx: EvalContext) -> dict[str, float]:
+        n = min(len(ctx.fake), len(ctx.train))
+        fid = inception_fid(ctx.fake[:n], ctx.train[:n], weights=self.weights, device=ctx.device)
+        return {"fid_inception": fid, "fid_inception_samples": float(n)}
+
+
 @harness.hookimpl
 def register_metrics(register):
     register("mode_coverage", ModeCoverage)
     register("transport", Transport)
     register("stability", Stability)
     register("cost", Cost)
+    register("lipschitz", Lipschitz)
+    register("fid", Fidelity)
+    register("fid_inception", InceptionFID)

@@ -1,0 +1,102 @@
+import pytest
+import torch
+from torch import nn
+
+from harness.metrics.lipschitz import (
+    gradient_norms,
+    layer_spectral_norms,
+    lipschitz_diagnostics,
+    lipschitz_lower_bound,
+    lipschitz_upper_bound,
+    norm_stats,
+)
+from plugins.architectures import DCGAN28
+from plugins.constraints import SpectralNorm
+
+
+def linear(a):
+    layer = nn.Linear(len(a), 1)
+    with torch.no_grad():
+        layer.weight.copy_(torch.tensor([a]))
+    return layer
+
+
+def dense_norm(module: nn.Module, shape) -> float:
+    """Exact operator norm: build the layer's matrix column by column (bias excluded)."""
+    n = torch.Size(shape).numel()
+    basis = torch.eye(n).reshape(n, *shape)
+    with torch.no_grad():
+        bias, module.bias = module.bias, None
+        columns = module(basis).reshape(n, -1)
+        module.bias = bias
+    return torch.linalg.matrix_norm(columns, ord=2).item()
+
+
+def test_linear_critic_closed_forms():
+    critic = linear([3.0, 4.0])
+    x = torch.randn(500, 2)
+    assert torch.allclose(gradient_norms(critic, x), torch.full((500,), 5.0))
+    lower = lipschitz_lower_bound(critic, x)
+    assert 4.9 < lower <= 5.0 + 1e-5
+    norms = layer_spectral_norms(critic, x)
+    assert lipschitz_upper_bound(norms) == pytest.approx(5.0)
+    assert critic.weight.grad is None
+
+
+def test_diagonal_linear_layer():
+    layer = nn.Linear(3, 3)
+    with torch.no_grad():
+        layer.weight.copy_(torch.diag(torch.tensor([3.0, 2.0, 1.0])))
+    (norm,) = layer_spectral_norms(layer, torch.randn(4, 3))
+    assert norm.reshaped == pytest.approx(3.0) and norm.operator == pytest.approx(3.0)
+
+
+def test_all_ones_3x3_conv_operator_norm_is_near_9_while_reshaped_is_3():
+    conv = nn.Conv2d(1, 1, 3, padding=1, bias=False)
+    nn.init.ones_(conv.weight)
+    (norm,) = layer_spectral_norms(conv, torch.randn(2, 1, 32, 32))
+    assert norm.reshaped == pytest.approx(3.0)
+    assert 8.5 < norm.operator <= 9.0
+
+
+def test_one_by_one_conv_operator_equals_reshaped():
+    conv = nn.Conv2d(3, 4, 1)
+    (norm,) = layer_spectral_norms(conv, torch.randn(2, 3, 8, 8))
+    assert norm.operator == pytest.approx(norm.reshaped, rel=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("module", "shape"),
+    [
+        (nn.Conv2d(2, 3, 4, stride=2, padding=1), (2, 6, 6)),
+        (nn.Conv2d(2, 3, 3, stride=2, padding=1), (2, 7, 7)),
+        (nn.ConvTranspose2d(3, 2, 4, stride=2, padding=1), (3, 3, 3)),
+    ],
+)
+def test_power_iteration_matches_the_dense_matrix(module, shape):
+    torch.manual_seed(0)
+    (norm,) = layer_spectral_norms(module, torch.randn(1, *shape), n_iter=300)
+    assert norm.operator == pytest.approx(dense_norm(module, shape), rel=1e-3)
+    assert norm.operator >= norm.reshaped * 0.999
+
+
+def test_spectral_norm_critic_sigmas_and_state_untouched():
+    _, critic = DCGAN28(width=4).build(8, (1, 28, 28), "score")
+    critic = SpectralNorm().wrap_critic(critic)
+    for _ in range(30):
+        critic(torch.randn(2, 1, 28, 28))
+    u_before = critic.body[0].parametrizations.weight[0]._u.clone()
+    real, fake = torch.randn(16, 1, 28, 28), torch.randn(16, 1, 28, 28)
+    out = lipschitz_diagnostics(critic, real, fake)
+    assert critic.training and torch.equal(u_before, critic.body[0].parametrizations.weight[0]._u)
+    assert out["sigma_reshaped_body_0"] == pytest.approx(1.0, abs=0.02)
+    assert out["sigma_body_7"] == pytest.approx(1.0, abs=0.02)  # the linear head
+    assert out["sigma_body_0"] > 1.05  # SN normalises the reshaped weight, not the operator
+    assert out["lipschitz_lower_bound"] <= out["lipschitz_upper_bound"]
+    assert out["grad_norm_interp_max"] <= out["lipschitz_upper_bound"]
+
+
+def test_norm_stats_exact():
+    out = norm_stats(torch.tensor([0.5, 1.0, 1.5, 2.0]), "g")
+    assert out["g_mean"] == pytest.approx(1.25) and out["g_max"] == 2.0
+    assert out["g_frac_above_1"] == 0.5
