@@ -61,6 +61,9 @@ def run(
     checkpoint_every: Annotated[
         int, typer.Option(min=1, help="Checkpoint at least every N steps (and at evaluations).")
     ] = 500,
+    jobs: Annotated[
+        int, typer.Option("--jobs", "-j", min=1, help="Runs trained at once, in processes.")
+    ] = 1,
 ):
     """Train every (strategy, seed) run of SUITE, log to MLflow, print a comparison table."""
     from harness.runner import run_suite
@@ -104,7 +107,7 @@ def run(
             raise typer.Exit(130) from None
         except HarnessError as exc:
             fail(exc)
-    _print_summary(outcomes, registry)
+    _print_summary(outcomes)
     failed = [o for o in outcomes if o.status == "failed"]
     for o in failed:
         err.print(f"[red]failed:[/red] {o.spec.strategy} seed {o.spec.seed}: {o.error}")
@@ -113,39 +116,38 @@ def run(
 
 
 class _ProgressReporter:
+    """A bar per run; with --jobs the bars move when runs end (workers report no steps)."""
+
     def __init__(self, bars: Progress):
         self.bars = bars
+        self.tasks: dict[str, int] = {}
 
     def run_started(self, spec):
         task = self.bars.add_task(
             f"{spec.strategy} seed {spec.seed}", total=spec.train.steps, info=""
         )
+        self.tasks[spec.run_key] = task
 
         def update(step: int, values: dict[str, float]) -> None:
             info = f"critic {values['loss_critic']:+.3f} gen {values['loss_generator']:+.3f}"
             self.bars.update(task, completed=step, info=info)
 
-        self.task = task
         return update
 
     def run_ended(self, outcome) -> None:
         spec = outcome.spec
-        if outcome.status == "skipped":
-            self.bars.add_task(
-                f"{spec.strategy} seed {spec.seed}",
-                total=spec.train.steps,
-                completed=spec.train.steps,
-                info="already finished: skipped",
-            )
-        else:
-            self.bars.update(self.task, info=outcome.status)
+        if spec.run_key not in self.tasks:
+            self.run_started(spec)
+        info = "already finished: skipped" if outcome.status == "skipped" else outcome.status
+        done = spec.train.steps if outcome.status in ("skipped", "finished") else None
+        self.bars.update(self.tasks[spec.run_key], completed=done, info=info)
 
 
-def _print_summary(outcomes, registry) -> None:
+def _print_summary(outcomes) -> None:
     from harness.summary import outcomes_frame, summary_columns, summary_table
 
     frame = outcomes_frame(outcomes)
-    table = summary_table(frame, summary_columns(frame, registry))
+    table = summary_table(frame, summary_columns(frame))
     out = Table(title="mean ± std over seeds")
     out.add_column("strategy")
     for column in table.columns:

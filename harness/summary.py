@@ -6,7 +6,20 @@ import pandas as pd
 
 from harness.registry import Registry
 
-SHOWN_FIRST = ("modes_covered", "hq_fraction", "reverse_kl", "kl_to_uniform", "fid_mnist")
+SHOWN = (  # the end-of-run table's columns, when present; `harness table` shows everything
+    "modes_covered",
+    "hq_fraction",
+    "reverse_kl",
+    "kl_to_uniform",
+    "fid_mnist",
+    "fid_mnist_floor",
+    "recall_mnist",
+    "w1_exact",
+    "w1_critic",
+    "grad_norm_interp_mean",
+    "grad_norm_generator_mean",
+    "sec_per_step",
+)
 
 
 def directions(registry: Registry) -> dict[str, str]:
@@ -26,13 +39,13 @@ def outcomes_frame(outcomes) -> pd.DataFrame:
 
 
 def summary_table(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    """Mean ± std per strategy over seeds, with run counts by status."""
+    """Mean ± std per strategy over seeds, with run counts (``bad``: diverged or failed)."""
     order = list(dict.fromkeys(frame["strategy"]))
     groups = frame.groupby("strategy", sort=False)
     table = pd.DataFrame(index=pd.Index(order, name="strategy"))
     table["runs"] = groups.size()
     bad = frame[frame["status"].isin(["diverged", "failed"])]
-    table["diverged|failed"] = bad.groupby("strategy").size().reindex(order, fill_value=0)
+    table["bad"] = bad.groupby("strategy").size().reindex(order, fill_value=0)
     for column in columns:
         if column not in frame:
             continue
@@ -44,8 +57,5 @@ def summary_table(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     return table
 
 
-def summary_columns(frame: pd.DataFrame, registry: Registry) -> list[str]:
-    known = directions(registry)
-    first = [c for c in SHOWN_FIRST if c in frame]
-    rest = [c for c in known if c in frame and c not in first]
-    return first + rest + [c for c in ("sec_per_step",) if c in frame]
+def summary_columns(frame: pd.DataFrame) -> list[str]:
+    return [c for c in SHOWN if c in frame]
