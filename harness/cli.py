@@ -195,6 +195,56 @@ def _params(params: dict) -> str:
     return f"({', '.join(f'{k}={v}' for k, v in params.items())})" if params else ""
 
 
+@app.command()
+def table(
+    suite: Annotated[
+        Path | None, typer.Argument(help="Suite YAML whose experiment to tabulate.")
+    ] = None,
+    experiment: Annotated[str | None, typer.Option(help="Experiment name instead.")] = None,
+    runs: Annotated[str | None, typer.Option(help="Only runs of this parent run id.")] = None,
+    metrics: Annotated[str | None, typer.Option(help="Comma-separated metric names.")] = None,
+    fmt: Annotated[
+        str, typer.Option("--format", help="markdown, csv, latex or html.")
+    ] = "markdown",
+    out: Annotated[Path | None, typer.Option(help="Write to this file instead of stdout.")] = None,
+    compare: Annotated[
+        tuple[str, str] | None, typer.Option(help="Compare two strategies: --compare A B.")
+    ] = None,
+    tracking_uri: Annotated[str | None, typer.Option(help="MLflow URI.")] = None,
+):
+    """Compare strategies across seeds: mean ± 95 % CI, best marked, ranks, protocol footnote."""
+    from harness import tables
+    from harness.registry import Registry
+    from harness.suite import read_yaml
+    from harness.summary import directions
+    from harness.tracking import default_tracking_uri
+
+    try:
+        if experiment is None:
+            if suite is None:
+                raise HarnessError("give a suite file or --experiment NAME")
+            raw = read_yaml(suite)[1]
+            experiment = raw.get("name") if isinstance(raw, dict) else None
+            if not experiment:
+                raise HarnessError(f"{suite}: name: missing")
+        frame = tables.load_runs(tracking_uri or default_tracking_uri(), experiment, runs)
+        known = directions(Registry())
+        chosen = metrics.split(",") if metrics else tables.default_metrics(frame, known)
+        if compare:
+            text = tables.compare(frame, *compare, chosen, known).to_string() + "\n"
+        else:
+            result = tables.aggregate(frame, chosen, known)
+            text = tables.render(result, chosen, known, fmt, tables.footnote(frame, chosen))
+    except HarnessError as exc:
+        fail(exc)
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+        console.print(f"wrote {out}")
+
+
 @app.command("list")
 def list_parts(
     kind: Annotated[
