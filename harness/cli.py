@@ -101,6 +101,8 @@ def run(
                 device=str(resolved),
                 data_dir=data_dir,
                 progress=reporter,
+                checkpoint_every=checkpoint_every,
+                jobs=jobs,
             )
         except KeyboardInterrupt:
             err.print("interrupted: the running run is marked interrupted")
