@@ -1,0 +1,515 @@
+"""A conformance kit for plugin parts: call it from your plugin's tests.
+
+    import pytest
+    from harness.testing import DEVICES, check_constraint
+
+    @pytest.mark.parametrize("device", DEVICES)  # CPU, and CUDA when present
+    def test_contract(device):
+        check_constraint(MaxNorm, device=device, c=0.5)
+
+Each ``check_*`` takes the part's class (plus its parameters) or an instance, uses it the way
+the trainer does on tiny reference models, and raises ``AssertionError`` naming the part and
+the broken rule.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import torch
+from torch import Tensor, nn
+from torch.overrides import TorchFunctionMode
+
+from harness.parts import Architecture, ClassModes, Constraint, Dataset, GaussianModes, Loss
+from harness.trainer import seed_everything
+
+DEVICES = [
+    pytest.param("cpu", id="cpu"),
+    pytest.param(
+        "cuda",
+        id="cuda",
+        marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"),
+    ),
+]
+SHAPES = [(2,), (1, 28, 28), (3, 28, 28), (3, 32, 32)]  # tried by check_architecture
+BATCH, Z_DIM = 8, 4
+
+__all__ = [
+    "DEVICES",
+    "ContractError",
+    "check_architecture",
+    "check_constraint",
+    "check_dataset",
+    "check_loss",
+]
+
+
+class ContractError(AssertionError):
+    """A part broke a rule of its kind's contract."""
+
+    def __init__(self, label: str, rule: str):
+        super().__init__(f"{label}: {rule}")
+
+
+def _require(ok: bool, label: str, rule: str) -> None:
+    if not ok:
+        raise ContractError(label, rule)
+
+
+def _call(label: str, hook: str, fn: Callable, *args, **kwargs):
+    try:
+        return fn(*args, **kwargs)
+    except AssertionError:
+        raise
+    except Exception as exc:
+        raise ContractError(label, f"{hook} raised {type(exc).__name__}: {exc}") from exc
+
+
+def _factory(part, base: type, params: dict[str, Any]) -> tuple[Callable[[], Any], str]:
+    """A maker of fresh, identically configured instances, and the part's label."""
+    kind = base.__name__.lower()
+    if isinstance(part, type):
+        if not issubclass(part, base):
+            raise TypeError(
+                f"{part.__qualname__} is not a subclass of harness.parts.{base.__name__}"
+            )
+        return (lambda: part(**params)), f"{kind} {part.__qualname__}"
+    if not isinstance(part, base):
+        raise TypeError(f"{part!r} is not a harness.parts.{base.__name__}")
+    if params:
+        raise TypeError("pass parameters with the part's class, not with an instance")
+    return (lambda: copy.deepcopy(part)), f"{kind} {type(part).__qualname__}"
+
+
+def _same(a: Tensor, b: Tensor) -> bool:
+    """Bit-identical on CPU; within float tolerance on CUDA (atomics reorder sums there)."""
+    if a.shape != b.shape:
+        return False
+    if a.device.type == "cpu":
+        return torch.equal(a, b)
+    return torch.allclose(a, b, rtol=1e-5, atol=1e-6, equal_nan=True)
+
+
+def _flat(tensors) -> Tensor:
+    return torch.cat([t.detach().flatten().float() for t in tensors])
+
+
+class _GraphWatch(TorchFunctionMode):
+    """Records the first torch operation whose result carries an autograd graph."""
+
+    built: str | None = None
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        results = out if isinstance(out, tuple | list) else (out,)
+        if self.built is None and any(
+            isinstance(t, Tensor) and t.grad_fn is not None for t in results
+        ):
+            self.built = getattr(func, "__name__", str(func))
+        return out
+
+
+# --- constraints -------------------------------------------------------------------------
+
+
+def _reference_models(shape: tuple[int, ...]) -> tuple[nn.Module, nn.Module]:
+    """A tiny generator and critic (N,) for 2-D points (MLP) or 1×8×8 images (conv)."""
+    dim = math.prod(shape)
+    generator = nn.Sequential(
+        nn.Linear(Z_DIM, 16), nn.ReLU(), nn.Linear(16, dim), nn.Unflatten(1, shape)
+    )
+    if len(shape) == 1:
+        body = [nn.Linear(dim, 16), nn.ReLU(), nn.Linear(16, 1)]
+    else:
+        channels, height, width = shape
+        conv = nn.Conv2d(channels, 4, 3, stride=2, padding=1)
+        flat = 4 * (height // 2) * (width // 2)
+        body = [conv, nn.LeakyReLU(0.2), nn.Flatten(), nn.Linear(flat, 1)]
+    return generator, nn.Sequential(*body, nn.Flatten(0))
+
+
+def _constraint_trial(make, label: str, shape, device, seed: int) -> tuple[nn.Module, dict]:
+    """One critic step as the trainer takes it; checks each hook and returns the wrapped
+    critic with the values that must repeat under the same seed."""
+    seed_everything(seed)
+    generator, critic = (m.to(device) for m in _reference_models(shape))
+    part = make()
+    real = torch.randn(BATCH, *shape, device=device)
+    fake = generator(torch.randn(BATCH, Z_DIM, device=device))  # in the graph: leaks show
+
+    critic = _call(label, "wrap_critic", part.wrap_critic, critic)
+    _require(
+        isinstance(critic, nn.Module),
+        label,
+        f"wrap_critic must return an nn.Module, got {type(critic).__name__}",
+    )
+    out = _call(label, "the wrapped critic", critic, real)
+    _require(
+        isinstance(out, Tensor) and out.shape == (BATCH,),
+        label,
+        f"wrap_critic must keep the critic's output shape ({BATCH},), "
+        f"got {tuple(getattr(out, 'shape', ()))}",
+    )
+    frozen = [n for n, p in critic.named_parameters() if not p.requires_grad]
+    _require(
+        not frozen and any(True for _ in critic.parameters()),
+        label,
+        "wrap_critic must keep the critic's parameters trainable; frozen: "
+        + (", ".join(frozen) or "all (it has no parameters)"),
+    )
+    values = {"critic output after wrap_critic": out.detach()}
+
+    penalty = _call(label, "penalty", part.penalty, critic, real, fake)
+    if penalty is not None:
+        _check_penalty(label, penalty, generator, critic)
+        values["penalty"] = penalty.detach()
+
+    critic.zero_grad(set_to_none=True)
+    (critic(fake.detach()).mean() - critic(real).mean()).backward()
+    with torch.no_grad():
+        for p in critic.parameters():
+            if p.grad is not None:
+                p -= 0.1 * p.grad
+    with _GraphWatch() as watch:
+        returned = _call(label, "after_critic_step", part.after_critic_step, critic)
+    _require(
+        watch.built is None,
+        label,
+        "after_critic_step must run without building an autograd graph (wrap it in "
+        f"torch.no_grad()), but {watch.built} produced a tensor with a grad_fn",
+    )
+    _require(
+        not (isinstance(returned, Tensor) and returned.requires_grad),
+        label,
+        "after_critic_step must not return a tensor that requires grad",
+    )
+    bad = [n for n, p in critic.named_parameters() if p.grad_fn is not None or not p.requires_grad]
+    _require(
+        not bad,
+        label,
+        "after_critic_step must leave parameters trainable leaf tensors; broken: " + ", ".join(bad),
+    )
+    params = _flat(critic.parameters())
+    _require(bool(params.isfinite().all()), label, "after_critic_step left non-finite parameters")
+    values["parameters after after_critic_step"] = params
+    return critic, values
+
+
+def _check_penalty(label: str, penalty, generator: nn.Module, critic: nn.Module) -> None:
+    _require(
+        isinstance(penalty, Tensor) and penalty.dim() == 0 and penalty.is_floating_point(),
+        label,
+        "penalty must return a floating-point scalar tensor (shape ()) or None, got "
+        + (f"shape {tuple(penalty.shape)}" if isinstance(penalty, Tensor) else repr(penalty)),
+    )
+    _require(bool(penalty.isfinite()), label, f"penalty must be finite, got {penalty.item()}")
+    _require(
+        penalty.requires_grad,
+        label,
+        "penalty must backpropagate into the critic, but it does not require grad",
+    )
+    generator.zero_grad(set_to_none=True)
+    critic.zero_grad(set_to_none=True)
+    _call(label, "penalty.backward()", penalty.backward)
+    leaked = [n for n, p in generator.named_parameters() if p.grad is not None and p.grad.any()]
+    _require(
+        not leaked,
+        label,
+        "penalty must backpropagate into the critic only, but gradients reached the "
+        f"generator ({', '.join(leaked)}): detach the fake samples",
+    )
+    grads = [p.grad for p in critic.parameters() if p.grad is not None]
+    _require(
+        bool(grads),  # zero is fine: a one-sided penalty may be inactive
+        label,
+        "penalty must backpropagate into the critic, but no critic parameter got a gradient",
+    )
+    _require(
+        all(bool(g.isfinite().all()) for g in grads),
+        label,
+        "penalty must give finite gradients to the critic",
+    )
+
+
+def check_constraint(part: type[Constraint] | Constraint, /, *, device="cpu", **params) -> None:
+    """Check a Lipschitz constraint on an MLP and a conv critic: ``wrap_critic`` keeps the
+    output shape and trainable parameters; ``penalty`` is ``None`` or a finite scalar that
+    backpropagates into the critic and not into the generator; ``after_critic_step`` builds no
+    autograd graph; all of it repeats under a seed; and the wrapped critic's ``state_dict``
+    loads into a freshly wrapped critic, which then gives the same outputs."""
+    make, label = _factory(part, Constraint, params)
+    device = torch.device(device)
+    for shape in [(2,), (1, 8, 8)]:
+        critic, first = _constraint_trial(make, label, shape, device, seed=0)
+        _, again = _constraint_trial(make, label, shape, device, seed=0)
+        for what, value in first.items():
+            _require(
+                _same(value, again[what]),
+                label,
+                f"must be deterministic under a seed, but the {what} differs between two runs "
+                "with seed 0",
+            )
+        seed_everything(1)
+        fresh = make().wrap_critic(_reference_models(shape)[1].to(device))
+        try:
+            fresh.load_state_dict(critic.state_dict())
+        except Exception as exc:
+            raise ContractError(
+                label, f"the wrapped critic's state_dict must load into a fresh one: {exc}"
+            ) from exc
+        x = torch.randn(BATCH, *shape, device=device)
+        with torch.no_grad():
+            same = _same(critic.eval()(x), fresh.eval()(x))
+        _require(
+            same,
+            label,
+            "a freshly wrapped critic loaded with the wrapped critic's state_dict must give the "
+            "same outputs (keep state in parameters or buffers)",
+        )
+
+
+# --- losses ------------------------------------------------------------------------------
+
+
+def _scalar(label: str, hook: str, value) -> Tensor:
+    _require(
+        isinstance(value, Tensor) and value.dim() == 0 and value.is_floating_point(),
+        label,
+        f"{hook} must return a floating-point scalar tensor (shape ()), got "
+        + (f"shape {tuple(value.shape)}" if isinstance(value, Tensor) else repr(value)),
+    )
+    _require(bool(value.isfinite()), label, f"{hook} must be finite, got {value.item()}")
+    _require(value.requires_grad, label, f"{hook} must backpropagate into the critic's outputs")
+    return value
+
+
+def _loss_trial(make, label: str, device) -> dict[str, Tensor]:
+    loss = make()
+    seed_everything(0)
+    real_out = (0.1 * torch.randn(16, device=device)).requires_grad_(True)
+    fake_out = (0.1 * torch.randn(16, device=device)).requires_grad_(True)
+    critic = _scalar(
+        label, "critic_loss", _call(label, "critic_loss", loss.critic_loss, real_out, fake_out)
+    )
+    d_real, d_fake = torch.autograd.grad(critic, (real_out, fake_out), allow_unused=True)
+    _require(
+        d_real is not None and bool(d_real.sum() < 0),
+        label,
+        "critic_loss must fall as the critic's outputs on real samples rise",
+    )
+    _require(
+        d_fake is not None and bool(d_fake.sum() > 0),
+        label,
+        "critic_loss must rise as the critic's outputs on fake samples rise",
+    )
+    gen = _scalar(
+        label, "generator_loss", _call(label, "generator_loss", loss.generator_loss, fake_out)
+    )
+    (d_gen,) = torch.autograd.grad(gen, fake_out, allow_unused=True)
+    _require(
+        d_gen is not None and bool(d_gen.sum() < 0),
+        label,
+        "generator_loss must fall as the critic's outputs on fake samples rise",
+    )
+    return {"critic_loss": critic.detach(), "generator_loss": gen.detach()}
+
+
+def check_loss(part: type[Loss] | Loss, /, *, device="cpu", **params) -> None:
+    """Check a GAN loss: ``output`` is ``"logit"`` or ``"score"``; both losses are finite
+    scalars that backpropagate into the critic's outputs, in the right direction (higher
+    output = more real), and repeat under a seed."""
+    make, label = _factory(part, Loss, params)
+    output = make().output
+    _require(
+        output in ("logit", "score"), label, f"output must be 'logit' or 'score', got {output!r}"
+    )
+    device = torch.device(device)
+    first, again = _loss_trial(make, label, device), _loss_trial(make, label, device)
+    for what, value in first.items():
+        _require(
+            _same(value, again[what]),
+            label,
+            f"must be deterministic under a seed, but {what} differs between two runs",
+        )
+
+
+# --- architectures -----------------------------------------------------------------------
+
+
+def _build(make, label: str, z_dim: int, shape, output: str, device, seed: int):
+    seed_everything(seed)
+    built = _call(label, "build", make().build, z_dim, shape, output)
+    _require(
+        isinstance(built, tuple)
+        and len(built) == 2
+        and all(isinstance(m, nn.Module) for m in built),
+        label,
+        f"build must return (generator, critic) nn.Modules, got {type(built).__name__}",
+    )
+    return built[0].to(device), built[1].to(device)
+
+
+def _check_pair(label, generator, critic, z_dim: int, shape, device) -> Tensor:
+    z = torch.randn(BATCH, z_dim, device=device)
+    x = _call(label, "the generator", generator, z)
+    _require(
+        isinstance(x, Tensor) and x.shape == (BATCH, *shape),
+        label,
+        f"the generator must map z ({BATCH}, {z_dim}) to ({BATCH}, {', '.join(map(str, shape))})"
+        f", got {tuple(getattr(x, 'shape', ()))}",
+    )
+    out = _call(label, "the critic", critic, x)
+    _require(
+        isinstance(out, Tensor) and out.shape == (BATCH,),
+        label,
+        f"the critic must return one value per sample, shape ({BATCH},), "
+        f"got {tuple(getattr(out, 'shape', ()))}",
+    )
+    _require(bool(out.isfinite().all()), label, "the critic's outputs must be finite")
+    part = _call(label, "the critic", critic, x[:2])
+    _require(
+        torch.allclose(part, out[:2], rtol=1e-4, atol=1e-5),
+        label,
+        "the critic must treat samples independently (no batch norm): per-sample gradient "
+        "penalties need it",
+    )
+    out.mean().backward()
+    for role, module in (("generator", generator), ("critic", critic)):
+        dead = [n for n, p in module.named_parameters() if p.grad is None]
+        _require(
+            any(True for _ in module.parameters()) and not dead,
+            label,
+            f"every {role} parameter must be trainable and used; without a gradient: "
+            + (", ".join(dead) or "all (it has no parameters)"),
+        )
+    return torch.cat([x.detach().flatten(), out.detach()])
+
+
+def check_architecture(
+    part: type[Architecture] | Architecture,
+    /,
+    *,
+    data_shape: tuple[int, ...] | None = None,
+    z_dim: int = Z_DIM,
+    device="cpu",
+    **params,
+) -> None:
+    """Check an architecture for ``data_shape`` (default: each of ``SHAPES`` that ``build``
+    accepts; it may refuse the others with ``ValueError``): the generator maps (N, z_dim) to
+    (N, *data_shape), the critic to (N,) finite values, sample by sample; every parameter gets
+    a gradient; building repeats under a seed; and state_dicts load into a fresh build."""
+    make, label = _factory(part, Architecture, params)
+    device = torch.device(device)
+    shapes = [tuple(data_shape)] if data_shape else [s for s in SHAPES if _accepts(make, s)]
+    _require(bool(shapes), label, f"build accepts none of the shapes {SHAPES}; pass data_shape=")
+    for i, shape in enumerate(shapes):
+        for output in ("score", "logit"):
+            pair = _build(make, label, z_dim, shape, output, device, seed=0)
+            seed_everything(0)
+            values = _check_pair(label, *pair, z_dim, shape, device)
+            if i == 0 and output == "score":
+                _check_repeatable(make, label, pair, values, z_dim, shape, device)
+
+
+def _check_repeatable(make, label, pair, values, z_dim, shape, device) -> None:
+    again = _build(make, label, z_dim, shape, "score", device, seed=0)
+    seed_everything(0)
+    _require(
+        _same(values, _check_pair(label, *again, z_dim, shape, device)),
+        label,
+        f"build must be deterministic under a seed, but for data shape {shape} two builds "
+        "with seed 0 differ",
+    )
+    fresh = _build(make, label, z_dim, shape, "score", device, seed=1)
+    for module, other in zip(pair, fresh, strict=True):
+        other.load_state_dict(module.state_dict())
+    seed_everything(0)
+    _require(
+        _same(values, _check_pair(label, *fresh, z_dim, shape, device)),
+        label,
+        "a fresh build loaded with the state_dicts must give the same outputs",
+    )
+
+
+def _accepts(make, shape: tuple[int, ...]) -> bool:
+    """Whether ``build`` takes this data shape (it refuses others with ValueError)."""
+    try:
+        make().build(Z_DIM, shape, "score")
+    except ValueError:
+        return False
+    except Exception:
+        return True  # _build reports it, naming the part
+    return True
+
+
+# --- datasets ----------------------------------------------------------------------------
+
+
+def _check_samples(label: str, what: str, samples, labels: int | None) -> None:
+    _require(
+        isinstance(samples, tuple) and len(samples) == 2,
+        label,
+        f"{what} must return Samples(x, y), got {type(samples).__name__}",
+    )
+    x, y = samples
+    _require(
+        isinstance(x, Tensor) and x.is_floating_point() and x.dim() >= 2 and len(x) > 0,
+        label,
+        f"{what}: x must be a non-empty floating-point tensor (N, *shape)",
+    )
+    _require(bool(x.isfinite().all()), label, f"{what}: x must be finite")
+    _require(
+        isinstance(y, Tensor) and y.dtype == torch.long and y.shape == (len(x),),
+        label,
+        f"{what}: y must be a long tensor of {len(x)} mode labels, got "
+        + (f"{y.dtype} {tuple(y.shape)}" if isinstance(y, Tensor) else repr(y)),
+    )
+    if labels is not None:
+        _require(
+            bool(((y >= 0) & (y < labels)).all()),
+            label,
+            f"{what}: mode labels must lie in [0, {labels})",
+        )
+
+
+def check_dataset(part: type[Dataset] | Dataset, /, **params) -> None:
+    """Check a dataset: ``load`` gives finite ``Samples(x, y)`` for both splits, of one sample
+    shape, with labels that index its ``modes`` (2-D points for ``GaussianModes``); loading
+    repeats under a seed; ``ClassModes`` data gives its evaluator's ``classifier_data``."""
+    make, label = _factory(part, Dataset, params)
+    dataset = make()
+    modes = dataset.modes
+    _require(
+        modes is None or isinstance(modes, GaussianModes | ClassModes),
+        label,
+        f"modes must be None, GaussianModes or ClassModes, got {type(modes).__name__}",
+    )
+    count = modes.count if modes is not None else None
+    shapes = set()
+    for split in ("train", "test"):
+        seed_everything(0)
+        samples = _call(label, f"load({split!r})", dataset.load, split)
+        _check_samples(label, f"load({split!r})", samples, count)
+        shapes.add(tuple(samples.x.shape[1:]))
+        seed_everything(0)
+        again = _call(label, f"load({split!r})", make().load, split)
+        _require(
+            all(_same(a, b) for a, b in zip(samples, again, strict=True)),
+            label,
+            f"load({split!r}) must be deterministic under a seed",
+        )
+    _require(len(shapes) == 1, label, f"both splits must have one sample shape, got {shapes}")
+    if isinstance(modes, GaussianModes):
+        _require(
+            shapes == {(2,)} and modes.centers.shape == (modes.count, 2),
+            label,
+            "GaussianModes data must be 2-D points with (K, 2) centers",
+        )
+    if isinstance(modes, ClassModes):
+        pair = _call(label, "classifier_data", dataset.classifier_data)
+        for split, samples in zip(("train", "test"), pair, strict=True):
+            _check_samples(label, f"classifier_data {split}", samples, modes.n_classes)
