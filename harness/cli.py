@@ -247,6 +247,28 @@ def table(
         console.print(f"wrote {out}")
 
 
+@app.command()
+def report(
+    out: Annotated[Path, typer.Option(help="Directory for report.html, figures and tables.")],
+    suite: Annotated[
+        Path | None, typer.Argument(help="Suite YAML whose experiment to report.")
+    ] = None,
+    experiment: Annotated[str | None, typer.Option(help="Experiment name instead.")] = None,
+    runs: Annotated[str | None, typer.Option(help="Only runs of this parent run id.")] = None,
+    tracking_uri: Annotated[str | None, typer.Option(help="MLflow URI.")] = None,
+):
+    """Write a self-contained HTML report: tables, curves, coverage, gradient norms, samples."""
+    from harness.report import experiment_name, write_report
+    from harness.tracking import default_tracking_uri
+
+    try:
+        name = experiment_name(suite, experiment)
+        page = write_report(tracking_uri or default_tracking_uri(), name, out, runs)
+    except HarnessError as exc:
+        fail(exc)
+    console.print(f"wrote {page} (figures as PNG, table.md, table.csv, runs.csv beside it)")
+
+
 @app.command("list")
 def list_parts(
     kind: Annotated[

@@ -24,7 +24,8 @@ PROTOCOL_PARAMS = {
 
 
 def load_runs(uri: str, experiment: str, parent: str | None = None) -> pd.DataFrame:
-    """One row per (strategy, seed): the latest child run, its status, params and final metrics."""
+    """One row per (strategy, seed): the latest child run, its id, status, params and final
+    metrics."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(uri)
@@ -48,6 +49,7 @@ def load_runs(uri: str, experiment: str, parent: str | None = None) -> pd.DataFr
             "strategy": r.data.tags["strategy"],
             "seed": int(r.data.tags["seed"]),
             "status": r.data.tags.get("status", "?"),
+            "run_id": r.info.run_id,
             **{
                 k: v
                 for k, v in r.data.params.items()
@@ -142,7 +144,8 @@ def render(
             text = _cell(table, strategy, m)
             cells.append(BOLD[fmt].format(text) if strategy in winners[m] else text)
         if "rank" in table:
-            cells.append(f"{table.at[strategy, 'rank']:.0f}")
+            rank = table.at[strategy, "rank"]
+            cells.append("–" if pd.isna(rank) else f"{rank:.0f}")  # no usable run: no rank
         rows.append(cells)
     if fmt == "markdown":
         lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
