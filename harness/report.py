@@ -188,6 +188,10 @@ def _spread(values) -> bool:
     return bool(len(values)) and values.min() > 0 and values.max() / values.min() > 100
 
 
+def _present(frame: pd.DataFrame, metric: str) -> bool:
+    return metric in frame and frame[metric].notna().any()
+
+
 def _style(ax, title: str) -> None:
     ax.set_title(title, fontsize=10)
     ax.tick_params(labelsize=8)
@@ -250,7 +254,7 @@ def _bars(ax, usable: pd.DataFrame, metrics: list[str], colors: dict) -> np.ndar
 
 def coverage_figure(usable: pd.DataFrame, colors: dict) -> Figure | None:
     """Final mode coverage (and quality share, KL) per strategy, over seeds."""
-    metrics = [m for m in COVERAGE if m in usable and usable[m].notna().any()]
+    metrics = [m for m in COVERAGE if _present(usable, m)]
     if not metrics:
         return None
     fig, axes = _grid(len(metrics), width=3.4, height=3.0, cols=4)
@@ -271,7 +275,7 @@ def coverage_figure(usable: pd.DataFrame, colors: dict) -> Figure | None:
 def gradient_figure(usable: pd.DataFrame, colors: dict) -> Figure | None:
     """Critic gradient norms at the last evaluation: mean / p95 / max per strategy for
     interpolates, real and generated samples, and the share of norms above 1."""
-    sets = [g for g in GRAD_SETS if all(f"grad_norm_{g}_{s}" in usable for s in GRAD_STATS)]
+    sets = [g for g in GRAD_SETS if all(_present(usable, f"grad_norm_{g}_{s}") for s in GRAD_STATS)]
     if not sets:
         return None
     fig, axes = _grid(len(sets) + 1, width=3.6, height=3.0, cols=4)

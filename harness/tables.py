@@ -4,6 +4,7 @@ confidence intervals, best values, ranks, a protocol footnote, and two-strategy 
 from __future__ import annotations
 
 import math
+from html import escape
 
 import numpy as np
 import pandas as pd
@@ -138,8 +139,9 @@ def render(
     winners = {m: best(table, m, directions) for m in metrics}
     header = ["strategy", "n", "bad", *metrics] + (["rank"] if "rank" in table else [])
     rows = []
+    name = escape if fmt == "html" else str  # a strategy is any YAML key: escape it
     for strategy in table.index:
-        cells = [str(strategy), str(table.at[strategy, "n"]), str(table.at[strategy, "bad"])]
+        cells = [name(strategy), str(table.at[strategy, "n"]), str(table.at[strategy, "bad"])]
         for m in metrics:
             text = _cell(table, strategy, m)
             cells.append(BOLD[fmt].format(text) if strategy in winners[m] else text)

@@ -7,11 +7,13 @@ import shutil
 import subprocess
 from html.parser import HTMLParser
 
+import pandas as pd
 import pytest
 from conftest import TOY_SUITE
 from PIL import Image
 from typer.testing import CliRunner
 
+from harness import report, tables
 from harness.cli import app
 from harness.runner import run_suite
 from harness.suite import load_suite
@@ -89,7 +91,7 @@ class Page(HTMLParser):
 
 
 @pytest.fixture(scope="module")
-def report(store, tmp_path_factory):
+def written(store, tmp_path_factory):
     uri, suite = store
     out = tmp_path_factory.mktemp("report")
     result = CliRunner().invoke(
@@ -100,15 +102,15 @@ def report(store, tmp_path_factory):
     return out
 
 
-def test_report_files_tables_and_embedded_figures(report):
+def test_report_files_tables_and_embedded_figures(written):
     page = Page()
-    page.feed((report / "report.html").read_text())
+    page.feed((written / "report.html").read_text())
     assert not page.external  # self-contained: no file, URL, script or stylesheet outside it
-    assert "<script" not in (report / "report.html").read_text()
+    assert "<script" not in (written / "report.html").read_text()
     # the comparison table (made by harness.tables) and the run counts by status
     assert page.tables == 2
     assert {"strategy", "n", "bad", "modes_covered", "w1_exact", "rank"} <= set(page.cells)
-    assert "mean ± 95 % CI over seeds" in (report / "report.html").read_text()
+    assert "mean ± 95 % CI over seeds" in (written / "report.html").read_text()
     counts = page.cells[page.cells.index("finished") - 1 :]
     assert counts[:4] == ["strategy", "finished", "diverged", "total"]
     assert counts[4:8] == ["wgan-gp", "2", "0", "2"] and counts[12:16] == ["boom", "0", "2", "2"]
@@ -116,20 +118,44 @@ def test_report_files_tables_and_embedded_figures(report):
     assert len(page.images) == len(FIGURES)
     for name, src in zip(FIGURES, page.images, strict=True):
         png = base64.b64decode(src.removeprefix("data:image/png;base64,"))
-        assert png == (report / f"{name}.png").read_bytes()
+        assert png == (written / f"{name}.png").read_bytes()
         image = Image.open(io.BytesIO(png))
         assert image.width > 300 and image.height > 150
         assert sum(map(bool, image.convert("L").histogram())) > 10  # something is drawn
     # tables as markdown and CSV
-    markdown = (report / "table.md").read_text()
+    markdown = (written / "table.md").read_text()
     assert "| wgan-gp | 2 | 0 |" in markdown and "| boom | 0 | 2 |" in markdown
     assert "mean ± 95 % CI over seeds" in markdown and "| boom | 0 | 2 | 2 |" in markdown
     assert next(r for r in markdown.splitlines() if r.startswith("| boom")).endswith("| – |")
-    rows = list(csv.DictReader(line for line in (report / "table.csv").open() if line[0] != "#"))
+    rows = list(csv.DictReader(line for line in (written / "table.csv").open() if line[0] != "#"))
     assert [r["strategy"] for r in rows] == ["wgan-gp", "bce", "boom"]
     assert float(rows[0]["modes_covered_mean"]) >= 0 and rows[2]["bad"] == "2"
-    runs = list(csv.DictReader((report / "runs.csv").open()))
+    runs = list(csv.DictReader((written / "runs.csv").open()))
     assert len(runs) == 6 and {r["status"] for r in runs} == {"finished", "diverged"}
+
+
+def test_no_usable_run_gives_no_figure_and_no_crash(store):
+    from mlflow.tracking import MlflowClient
+
+    uri, _ = store
+    frame = tables.load_runs(uri, "tiny")
+    boom = frame[frame["strategy"] == "boom"]  # diverged before any evaluation
+    usable, colors = boom[boom["status"].isin(tables.OK)], report.strategy_colors(boom)
+    client = MlflowClient(uri)
+    assert (
+        report.curves_figure(report.metric_histories(client, usable, report.CURVES), colors) is None
+    )
+    assert report.coverage_figure(usable, colors) is None
+    assert report.gradient_figure(usable, colors) is None
+    assert report.samples_figure(client, boom, colors) is None
+
+
+def test_html_table_escapes_strategy_names():
+    table = pd.DataFrame(
+        {"n": [1], "bad": [0], "x_mean": [1.0], "x_ci95": [float("nan")]},
+        index=pd.Index(["<i>gp</i>"], name="strategy"),
+    )
+    assert "<td>&lt;i&gt;gp&lt;/i&gt;</td>" in tables.render(table, ["x"], {}, "html", "")
 
 
 def test_report_errors_are_one_line_exit_2(store, tmp_path):
@@ -162,10 +188,10 @@ window.addEventListener("load", () => {
 @pytest.mark.skipif(
     CHROMIUM is None and not os.environ.get("CI"), reason="chromium absent (required in CI)"
 )
-def test_report_renders_in_headless_chromium(report, tmp_path):
+def test_report_renders_in_headless_chromium(written, tmp_path):
     assert CHROMIUM, "CI needs chromium: .ci/run installs Debian's package"
     probe = tmp_path / "probe.html"  # the page plus a script that checks its images loaded
-    probe.write_text((report / "report.html").read_text().replace("</body>", LOADED + "</body>"))
+    probe.write_text((written / "report.html").read_text().replace("</body>", LOADED + "</body>"))
     flags = [
         CHROMIUM,
         "--headless",
@@ -191,7 +217,7 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
 
     shot = tmp_path / "page.png"
     subprocess.run(
-        [*flags, f"--screenshot={shot}", (report / "report.html").as_uri()],
+        [*flags, f"--screenshot={shot}", (written / "report.html").as_uri()],
         capture_output=True,
         timeout=120,
         check=True,
