@@ -18,6 +18,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pandas as pd
@@ -138,11 +139,10 @@ def metric_histories(client, runs: pd.DataFrame, metrics) -> pd.DataFrame:
     """Long frame (strategy, seed, metric, step, value): one ``get_metric_history`` call per
     run and metric it has among ``metrics``, never for every metric a run logged."""
     rows = []
-    for run in runs.itertuples(index=False):
-        present = [m for m in metrics if m in runs and pd.notna(getattr(run, m, np.nan))]
-        for metric in present:
-            for point in client.get_metric_history(run.run_id, metric):
-                rows.append((run.strategy, run.seed, metric, point.step, point.value))
+    for run in runs.to_dict("records"):
+        for metric in [m for m in metrics if pd.notna(run.get(m))]:
+            for point in client.get_metric_history(run["run_id"], metric):
+                rows.append((run["strategy"], run["seed"], metric, point.step, point.value))
     return pd.DataFrame(rows, columns=["strategy", "seed", "metric", "step", "value"])
 
 
@@ -312,7 +312,6 @@ def last_samples(client, frame: pd.DataFrame, dest: Path) -> list[tuple[pd.Serie
     downloaded into ``dest``: (run row, step, file)."""
     from mlflow.exceptions import MlflowException
 
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no bar per grid
     found = []
     ranked = frame.assign(bad=~frame["status"].isin(tables.OK)).sort_values(["bad", "seed"])
     for _, group in ranked.groupby("strategy", sort=False):
@@ -322,7 +321,8 @@ def last_samples(client, frame: pd.DataFrame, dest: Path) -> list[tuple[pd.Serie
                 pngs = sorted(p for p in pngs if p.endswith(".png"))
                 if not pngs:
                     continue
-                local = client.download_artifacts(run["run_id"], pngs[-1], str(dest))
+                with mock.patch.dict(os.environ, {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "0"}):
+                    local = client.download_artifacts(run["run_id"], pngs[-1], str(dest))
             except (MlflowException, OSError):
                 continue
             step = int("".join(c for c in Path(pngs[-1]).stem if c.isdigit()) or -1)
@@ -352,7 +352,8 @@ def samples_figure(client, frame: pd.DataFrame, colors: dict) -> Figure | None:
     return Figure(
         "samples",
         "Samples at the last evaluation",
-        "One seed per strategy (the lowest usable one), as logged under the run's samples/.",
+        "One run per strategy: the lowest usable seed (else a diverged or failed run that "
+        "logged samples, marked so), as logged under the run's samples/.",
         _png(fig),
     )
 
@@ -418,7 +419,7 @@ def render_page(*, experiment, uri, parent, frame, table_html, counts, figures) 
         f"<h1>{e(experiment)}</h1>\n<p class='meta'>{meta}</p>\n"
         f"<h2>Comparison</h2>\n{table_html}"
         "<h2>Runs by status</h2>\n<p class='note'>Diverged (NaN/inf losses) and failed (plugin "
-        "raised) runs are left out of the means above and of the figures below.</p>\n"
+        "raised) runs are left out of the means above and of the curves and bars below.</p>\n"
         f"{_html_table(counts)}\n"
         + "".join(_figure_html(f) for f in figures)
         + missing
