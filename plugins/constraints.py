@@ -1,10 +1,24 @@
-"""Built-in Lipschitz strategies: none, weight clipping, gradient penalty, spectral norm."""
+"""Built-in Lipschitz strategies: none, weight clipping, gradient penalties (GP, one-sided LP,
+R1, DRAGAN), spectral norm, and orthonormal layers with GroupSort."""
+
+import math
 
 import torch
 from torch import Tensor, nn
 
 import harness
 from harness.parts import Constraint
+from plugins.orthogonal import Orthogonal
+
+
+def _require(ok: bool, message: str) -> None:
+    if not ok:
+        raise ValueError(message)
+
+
+def _weight(value: float, name: str = "weight") -> float:
+    _require(math.isfinite(value) and value >= 0, f"{name} must be finite and >= 0")
+    return value
 
 
 class NoConstraint(Constraint):
@@ -35,20 +49,76 @@ def interpolate(real: Tensor, fake: Tensor) -> Tensor:
     return eps * real + (1 - eps) * fake
 
 
+def critic_gradient_norms(critic: nn.Module, x: Tensor, p: float = 2.0) -> Tensor:
+    """‖∇ₓ f(x)‖_p per sample, differentiable in the critic's parameters (for penalties)."""
+    x = x.detach().requires_grad_(True)
+    (grad,) = torch.autograd.grad(critic(x).sum(), x, create_graph=True)
+    return grad.flatten(1).norm(p, dim=1)
+
+
 class GradientPenalty(Constraint):
-    """λ·E[(‖∇c(x̂)‖₂ − center)²] on random interpolates x̂ (WGAN-GP, Gulrajani et al., 2017;
-    Adam lr 1e-4, betas (0, 0.9), λ = 10)."""
+    """λ·E[(‖∇c(x̂)‖_p − center)²] on random interpolates x̂ (WGAN-GP, Gulrajani et al., 2017;
+    Adam lr 1e-4, betas (0, 0.9), λ = 10, p = 2)."""
 
     default_optimizer = {"name": "adam", "lr": 1e-4, "betas": (0.0, 0.9)}
 
-    def __init__(self, weight: float = 10.0, center: float = 1.0):
-        self.weight, self.center = weight, center
+    def __init__(self, weight: float = 10.0, center: float = 1.0, p: float = 2.0):
+        _require(math.isfinite(center), "center must be finite")
+        _require(p >= 1, "p must be >= 1 (inf for the max norm)")
+        self.weight, self.center, self.p = _weight(weight), center, p
 
     def penalty(self, critic: nn.Module, real: Tensor, fake: Tensor) -> Tensor:
-        x_hat = interpolate(real, fake.detach()).requires_grad_(True)
-        (grad,) = torch.autograd.grad(critic(x_hat).sum(), x_hat, create_graph=True)
-        norms = grad.flatten(1).norm(2, dim=1)
+        norms = critic_gradient_norms(critic, interpolate(real, fake.detach()), self.p)
         return self.weight * ((norms - self.center) ** 2).mean()
+
+
+class LipschitzPenalty(Constraint):
+    """One-sided λ·E[max(0, ‖∇c(x̂)‖₂ − 1)²] on random interpolates: only gradients steeper
+    than 1 are penalised (WGAN-LP, Petzka, Fischer & Lukovnikov, 2018, "On the regularization
+    of Wasserstein GANs"; defaults as WGAN-GP: Adam lr 1e-4, betas (0, 0.9), λ = 10)."""
+
+    default_optimizer = {"name": "adam", "lr": 1e-4, "betas": (0.0, 0.9)}
+
+    def __init__(self, weight: float = 10.0):
+        self.weight = _weight(weight)
+
+    def penalty(self, critic: nn.Module, real: Tensor, fake: Tensor) -> Tensor:
+        norms = critic_gradient_norms(critic, interpolate(real, fake.detach()))
+        return self.weight * torch.relu(norms - 1).pow(2).mean()
+
+
+class R1(Constraint):
+    """Zero-centred (γ/2)·E‖∇c(x)‖₂² on real data only (Mescheder, Geiger & Nowozin, 2018,
+    "Which training methods for GANs do actually converge?"; RMSprop lr 1e-4, γ = 10, with the
+    non-saturating loss and one critic step)."""
+
+    default_optimizer = {"name": "rmsprop", "lr": 1e-4}
+
+    def __init__(self, gamma: float = 10.0):
+        self.gamma = _weight(gamma, "gamma")
+
+    def penalty(self, critic: nn.Module, real: Tensor, fake: Tensor) -> Tensor:
+        return self.gamma / 2 * critic_gradient_norms(critic, real).pow(2).mean()
+
+
+class Dragan(Constraint):
+    """λ·E[(‖∇c(x̂)‖₂ − 1)²] around real data, x̂ = x + α·c·std(x)·u with u ~ U(0, 1) per
+    entry, α ~ U(0, 1) per sample and std over the batch (DRAGAN, Kodali, Abernethy, Hays &
+    Kira, 2017, "On convergence and stability of GANs"; their code: c = 0.5, λ = 10, Adam lr
+    1e-4, betas (0.5, 0.9), the non-saturating loss and one critic step)."""
+
+    default_optimizer = {"name": "adam", "lr": 1e-4, "betas": (0.5, 0.9)}
+
+    def __init__(self, weight: float = 10.0, c: float = 0.5):
+        _require(math.isfinite(c) and c > 0, "c must be finite and > 0")
+        self.weight, self.c = _weight(weight), c
+
+    def penalty(self, critic: nn.Module, real: Tensor, fake: Tensor) -> Tensor:
+        real = real.detach()
+        alpha = torch.rand((real.shape[0],) + (1,) * (real.dim() - 1), device=real.device)
+        x_hat = real + alpha * self.c * real.std() * torch.rand_like(real)
+        norms = critic_gradient_norms(critic, x_hat)
+        return self.weight * ((norms - 1) ** 2).mean()
 
 
 class SpectralNorm(Constraint):
@@ -72,4 +142,8 @@ def register_constraints(register):
     register("none", NoConstraint)
     register("weight_clip", WeightClip)
     register("gradient_penalty", GradientPenalty)
+    register("lipschitz_penalty", LipschitzPenalty)
+    register("r1", R1)
+    register("dragan", Dragan)
     register("spectral_norm", SpectralNorm)
+    register("orthogonal", Orthogonal)
