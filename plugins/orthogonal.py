@@ -27,7 +27,7 @@ def bjorck(w: Tensor, iterations: int = 15, beta: float = 0.5) -> Tensor:
     if wide:  # iterate on the side whose Gram matrix is smaller
         w = w.T
     for _ in range(iterations):
-        w = (1 + beta) * w - beta * w @ (w.T @ w)
+        w = torch.addmm(w, w, w.T @ w, beta=1 + beta, alpha=-beta)
     return w.T if wide else w
 
 
