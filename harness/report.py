@@ -15,6 +15,7 @@ import html
 import io
 import math
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -364,8 +365,11 @@ STYLE = """
 body { font: 15px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1200px;
        padding: 0 1em; color: #222; }
 h1 { margin-bottom: .2em; } h2 { margin-top: 1.6em; border-bottom: 1px solid #ddd; }
-table { border-collapse: collapse; margin: .5em 0; font-variant-numeric: tabular-nums; }
-th, td { border: 1px solid #ccc; padding: .25em .6em; text-align: right; white-space: nowrap; }
+table { border-collapse: collapse; margin: .5em 0; font: 13px/1.35 system-ui, sans-serif;
+        font-variant-numeric: tabular-nums; }
+th, td { border: 1px solid #ccc; padding: .25em .5em; text-align: right; white-space: nowrap; }
+th { white-space: normal; }
+.wide { overflow-x: auto; }
 th { background: #f4f4f4; } td:first-child, th:first-child { text-align: left; }
 .note, figcaption, .meta { color: #555; font-size: 13px; }
 figure { margin: 1em 0; } figure img { max-width: 100%; height: auto; }
@@ -387,6 +391,13 @@ def _html_table(frame: pd.DataFrame) -> str:
         for i, row in frame.iterrows()
     )
     return f"<table class='counts'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _breakable_headers(table_html: str) -> str:
+    """Long metric names in header cells may wrap after an underscore, nowhere else."""
+    return re.sub(
+        r"<th>([^<]*)</th>", lambda m: f"<th>{m[1].replace('_', '_<wbr>')}</th>", table_html
+    )
 
 
 def _figure_html(figure: Figure) -> str:
@@ -417,7 +428,7 @@ def render_page(*, experiment, uri, parent, frame, table_html, counts, figures) 
         "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
         f"<title>{e(experiment)} — harness report</title><style>{STYLE}</style></head><body>\n"
         f"<h1>{e(experiment)}</h1>\n<p class='meta'>{meta}</p>\n"
-        f"<h2>Comparison</h2>\n{table_html}"
+        f"<h2>Comparison</h2>\n<div class='wide'>{_breakable_headers(table_html)}</div>\n"
         "<h2>Runs by status</h2>\n<p class='note'>Diverged (NaN/inf losses) and failed (plugin "
         "raised) runs are left out of the means above and of the curves and bars below.</p>\n"
         f"{_html_table(counts)}\n"
