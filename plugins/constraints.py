@@ -73,8 +73,8 @@ class GradientPenalty(Constraint):
 
 
 class LipschitzPenalty(Constraint):
-    """One-sided λ·E[max(0, ‖∇c(x̂)‖₂ − 1)²] on random interpolates: only gradients steeper
-    than 1 are penalised (WGAN-LP, Petzka, Fischer & Lukovnikov, 2018, "On the regularization
+    """One-sided λ·E[(‖∇c(x̂)‖₂ − 1)₊²] on random interpolates, a₊ = max(0, a): only slopes
+    above 1 are penalised (WGAN-LP, Petzka, Fischer & Lukovnikov, 2018, "On the regularization
     of Wasserstein GANs"; defaults as WGAN-GP: Adam lr 1e-4, betas (0, 0.9), λ = 10)."""
 
     default_optimizer = {"name": "adam", "lr": 1e-4, "betas": (0.0, 0.9)}
@@ -88,7 +88,7 @@ class LipschitzPenalty(Constraint):
 
 
 class R1(Constraint):
-    """Zero-centred (γ/2)·E‖∇c(x)‖₂² on real data only (Mescheder, Geiger & Nowozin, 2018,
+    """Zero-centred γ/2·E‖∇c(x)‖₂² on real data only (Mescheder, Geiger & Nowozin, 2018,
     "Which training methods for GANs do actually converge?"; RMSprop lr 1e-4, γ = 10, with the
     non-saturating loss and one critic step)."""
 
