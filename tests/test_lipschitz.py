@@ -66,18 +66,20 @@ def test_one_by_one_conv_operator_equals_reshaped():
 
 
 @pytest.mark.parametrize(
-    ("module", "shape"),
+    ("make", "shape"),
     [
-        (nn.Conv2d(2, 3, 4, stride=2, padding=1), (2, 6, 6)),
-        (nn.Conv2d(2, 3, 3, stride=2, padding=1), (2, 7, 7)),
-        (nn.ConvTranspose2d(3, 2, 4, stride=2, padding=1), (3, 3, 3)),
+        (lambda: nn.Conv2d(2, 3, 4, stride=2, padding=1), (2, 6, 6)),
+        (lambda: nn.Conv2d(2, 3, 3, stride=2, padding=1), (2, 7, 7)),
+        (lambda: nn.ConvTranspose2d(3, 2, 4, stride=2, padding=1), (3, 3, 3)),
     ],
 )
-def test_power_iteration_matches_the_dense_matrix(module, shape):
-    torch.manual_seed(0)
+def test_power_iteration_matches_the_dense_matrix(make, shape):
+    torch.manual_seed(0)  # weights are drawn here, not at collection, so test order is moot
+    module = make()
     (norm,) = layer_spectral_norms(module, torch.randn(1, *shape), n_iter=300)
     assert norm.operator == pytest.approx(dense_norm(module, shape), rel=1e-3)
-    assert norm.operator >= norm.reshaped * 0.999
+    if isinstance(module, nn.Conv2d):  # on a 3x3 input, padding can cut a transposed conv's norm
+        assert norm.operator >= norm.reshaped * 0.999
 
 
 def test_spectral_norm_critic_sigmas_and_state_untouched():
