@@ -353,8 +353,8 @@ def samples_figure(client, frame: pd.DataFrame, colors: dict) -> Figure | None:
     return Figure(
         "samples",
         "Samples at the last evaluation",
-        "One run per strategy: the lowest usable seed (else a diverged or failed run that "
-        "logged samples, marked so), as logged under the run's samples/.",
+        "One run per strategy: the lowest usable seed (else a diverged, failed or unfinished "
+        "run that logged samples, its status marked), as logged under the run's samples/.",
         _png(fig),
     )
 
