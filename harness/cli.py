@@ -300,5 +300,25 @@ def list_parts(
     console.print(table)
 
 
+@app.command("new-plugin")
+def new_plugin(
+    kind: Annotated[str, typer.Argument(help="constraint, loss, architecture or dataset.")],
+    name: Annotated[str, typer.Argument(help="The part's name in suites, e.g. half_clip.")],
+    directory: Annotated[
+        Path | None, typer.Option("--dir", help="Package directory [default: ./harness-NAME].")
+    ] = None,
+):
+    """Write a plugin package: a working example part, its entry point, a test, a suite."""
+    from harness import scaffold
+
+    try:
+        files = scaffold.create(kind, name, directory)
+    except HarnessError as exc:
+        fail(exc)
+    console.print(f"wrote {kind} {name} as a package:", highlight=False)
+    for line in [*map(str, files), "then:", *scaffold.next_steps(files[0].parent)]:
+        console.print(line if line == "then:" else f"  {line}", highlight=False, soft_wrap=True)
+
+
 if __name__ == "__main__":
     app()

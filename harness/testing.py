@@ -106,11 +106,16 @@ class _GraphWatch(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
         results = out if isinstance(out, tuple | list) else (out,)
-        if self.built is None and any(
-            isinstance(t, Tensor) and t.grad_fn is not None for t in results
-        ):
+        if self.built is None and any(_grad_fn(t) is not None for t in results):
             self.built = getattr(func, "__name__", str(func))
         return out
+
+
+def _grad_fn(value):
+    try:
+        return value.grad_fn if isinstance(value, Tensor) else None
+    except RuntimeError:  # a no_grad view of a tensor changed in place: no graph there
+        return None
 
 
 # --- constraints -------------------------------------------------------------------------

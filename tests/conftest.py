@@ -40,3 +40,14 @@ seeds: [0, 1]
 eval: {every: 3, samples: 200}
 metrics: [mode_coverage]
 """
+
+
+@pytest.fixture(scope="session")
+def tracking_store(tmp_path_factory) -> str:
+    """One initialised MLflow SQLite store for the plugin-package tests to share (creating a
+    store takes seconds); each of them logs to its own experiment."""
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path_factory.mktemp('tracking') / 'mlflow.db'}"
+    MlflowClient(uri).search_experiments()
+    return uri
