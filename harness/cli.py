@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -27,8 +29,18 @@ ProfileOpt = Annotated[
 ]
 
 
+class Precision(StrEnum):
+    fp32 = "fp32"
+    bf16 = "bf16"
+
+
+class Executor(StrEnum):
+    local = "local"
+    ray = "ray"
+
+
 def fail(exc: Exception, code: int = 2):
-    err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+    err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -64,6 +76,27 @@ def run(
     jobs: Annotated[
         int, typer.Option("--jobs", "-j", min=1, help="Runs trained at once, in processes.")
     ] = 1,
+    precision: Annotated[
+        Precision | None,
+        typer.Option(
+            help="bf16 autocasts forward passes; part of the run key (default: the suite's "
+            "train.precision, fp32)."
+        ),
+    ] = None,
+    compile_models: Annotated[
+        bool,
+        typer.Option("--compile", help="torch.compile generator and critic (eager if it fails)."),
+    ] = False,
+    executor: Annotated[
+        Executor, typer.Option(help="local: --jobs processes here; ray: one Ray task per run.")
+    ] = Executor.local,
+    address: Annotated[
+        str | None,
+        typer.Option(help="Ray cluster: auto or ray://HOST:10001 (default: start a local one)."),
+    ] = None,
+    gpus_per_run: Annotated[
+        float, typer.Option(min=0, help="GPUs per Ray task: 0.25 puts four runs on a GPU.")
+    ] = 0.0,
 ):
     """Train every (strategy, seed) run of SUITE, log to MLflow, print a comparison table."""
     from harness.runner import run_suite
@@ -71,7 +104,14 @@ def run(
     from harness.trainer import resolve_device
 
     try:
-        loaded, registry = load_suite(suite, profile=profile, seeds=parse_seeds(seeds))
+        if executor is Executor.local and (address is not None or gpus_per_run):
+            raise HarnessError("--address and --gpus-per-run need --executor ray")
+        loaded, registry = load_suite(
+            suite,
+            profile=profile,
+            seeds=parse_seeds(seeds),
+            precision=precision and precision.value,
+        )
         resolved = resolve_device(device)
         from harness.tracking import Tracker
 
@@ -98,11 +138,15 @@ def run(
                 loaded,
                 registry,
                 tracker,
-                device=str(resolved),
+                device=device if executor is Executor.ray else str(resolved),  # per Ray worker
                 data_dir=data_dir,
                 progress=reporter,
                 checkpoint_every=checkpoint_every,
                 jobs=jobs,
+                compile=compile_models,
+                executor=executor.value,
+                address=address,
+                gpus_per_run=gpus_per_run,
             )
         except KeyboardInterrupt:
             err.print("interrupted: the running run is marked interrupted")

@@ -67,6 +67,9 @@ class TrainConfig(Strict):
     batch_size: Annotated[int, Field(gt=0, le=2**20)] = 64
     n_critic: Annotated[int, Field(gt=0, le=1000)] = 5
     log_every: Count = 50
+    precision: Literal["fp32", "bf16"] = Field(
+        "fp32", description="bf16: autocast the forward passes (changes results: in the run key)"
+    )
 
 
 class OptimizerConfig(Strict):
@@ -127,7 +130,10 @@ class RunSpec(BaseModel):
 
     @property
     def run_key(self) -> str:
-        payload = json.dumps({**self.config, "harness": harness.__version__}, sort_keys=True)
+        config = self.config
+        if config["train"]["precision"] == "fp32":  # the default: keys made before it existed
+            del config["train"]["precision"]  # stay valid, so finished runs are still skipped
+        payload = json.dumps({**config, "harness": harness.__version__}, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -206,10 +212,11 @@ def load_suite(
     *,
     profile: str | None = None,
     seeds: list[int] | None = None,
+    precision: str | None = None,
     registry: Registry | None = None,
 ) -> tuple[Suite, Registry]:
     """Read, validate and resolve a suite; every plugin name and parameter is checked here,
-    before any training starts."""
+    before any training starts. ``seeds`` and ``precision`` override the suite's."""
     path = Path(path)
     text, raw = read_yaml(path)
     if not isinstance(raw, dict):
@@ -227,6 +234,8 @@ def load_suite(
         raw = _merge(raw, profiles[profile])
     if seeds is not None:
         raw = {**raw, "seeds": seeds}
+    if precision is not None:
+        raw = _merge(raw, {"train": {"precision": precision}})
     try:
         config = SuiteConfig.model_validate(raw)
     except ValidationError as exc:

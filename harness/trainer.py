@@ -4,6 +4,9 @@ per-step host syncs: losses accumulate on the device and are read every ``log_ev
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import logging
 import math
 import random
 import time
@@ -20,6 +23,7 @@ from harness.parts import Samples
 from harness.registry import Registry
 from harness.suite import OptimizerConfig, RunSpec
 
+log = logging.getLogger("harness")
 TRAIN_KEYS = ("loss_critic", "loss_generator", "grad_norm_generator", "penalty", "critic_gap")
 
 
@@ -43,6 +47,30 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def autocast(device: torch.device, precision: str):
+    """The context for forward passes: bf16 autocast, or nothing at all for fp32. Backward
+    passes and optimiser steps run outside it; parameters and gradients stay fp32."""
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def compile_or_eager(generator, critic, trial: Callable) -> tuple[torch.nn.Module, ...]:
+    """``torch.compile`` both networks and run ``trial(generator, critic)`` with them once
+    (compilation is lazy: this is where it fails). On any failure, say so in one line and
+    return the eager networks."""
+    try:
+        compiled = torch.compile(generator), torch.compile(critic)
+        trial(*compiled)
+        return compiled
+    except Exception as exc:  # compilers fail in many ways; eager always works
+        while (inner := getattr(exc, "inner_exception", None) or exc.__cause__) is not None:
+            exc = inner  # the compiler's own error rather than dynamo's wrapper
+        first = (str(exc).strip().splitlines() or [""])[0]
+        log.warning("torch.compile failed, training eagerly: %s: %s", type(exc).__name__, first)
+        return generator, critic
 
 
 def make_optimizer(params, cfg: OptimizerConfig) -> torch.optim.Optimizer:
@@ -116,16 +144,23 @@ def train(
     sink: MetricsSink | None = None,
     progress: Callable[[int, dict[str, float]], None] | None = None,
     checkpoint_every: int = 500,
+    compile: bool = False,
 ) -> RunResult:
     """Train one (strategy, seed) run and evaluate it; returns the final metrics.
 
     The full training state is checkpointed through ``sink`` at every evaluation and at least
     every ``checkpoint_every`` steps (at logging points), and a run resumes from the sink's
     checkpoint when there is one: on CPU the resumed run equals an uninterrupted one bit for bit.
+
+    ``spec.train.precision`` bf16 autocasts the forward passes. ``compile`` runs the training
+    forward passes through ``torch.compile`` (the penalty's and the evaluation's use the eager
+    critic: compiled graphs have no double backward); it falls back to eager if compiling fails.
     """
     registry = registry or Registry(spec.plugins)
     sink = sink or MetricsSink()
     device = resolve_device(device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed shapes: cuDNN picks its fastest kernels
     seed_everything(spec.seed)
 
     dataset = registry.create("dataset", spec.dataset.name, spec.dataset.params)
@@ -163,30 +198,43 @@ def train(
         train_seconds, start = state["train_seconds"], state["step"]
         passes_per_step = state["passes_per_step"]
         result.steps = start
+    amp = autocast(device, tc.precision)
+    gen, crit = generator, critic  # what the training forward passes call
+    if compile:
+        compile_start = time.perf_counter()
+        gen, crit = compile_or_eager(
+            generator, critic, lambda g, c: _trial_step(g, c, data[: tc.batch_size], z_dim, amp)
+        )
+        result.metrics["compile_seconds"] = time.perf_counter() - compile_start
+        forwards.clear()  # the trial's critic calls are not the loop's
+        sink.log({"compile_seconds": result.metrics["compile_seconds"]}, start)
+    gen_params = list(generator.parameters())
     saved_at, window_start, window_steps = start, time.perf_counter(), 0
 
     for step in range(start + 1, tc.steps + 1):
         for _ in range(tc.n_critic):
             real_x = data[torch.randint(0, n, (tc.batch_size,), device=device)]
-            with torch.no_grad():
-                fake_x = generator(torch.randn(tc.batch_size, z_dim, device=device))
-            real_out, fake_out = critic(real_x), critic(fake_x)
-            loss_c = loss.critic_loss(real_out, fake_out)
-            penalty = constraint.penalty(critic, real_x, fake_x)
-            if penalty is not None:
-                loss_c = loss_c + penalty
+            with amp:
+                with torch.no_grad():
+                    fake_x = gen(torch.randn(tc.batch_size, z_dim, device=device))
+                real_out, fake_out = crit(real_x).float(), crit(fake_x).float()
+                loss_c = loss.critic_loss(real_out, fake_out)
+                penalty = constraint.penalty(critic, real_x, fake_x)
+                if penalty is not None:
+                    loss_c = loss_c + penalty
             opt_c.zero_grad(set_to_none=True)
             loss_c.backward()
             opt_c.step()
             constraint.after_critic_step(critic)
 
         critic.requires_grad_(False)  # the generator step needs no critic weight gradients
-        loss_g = loss.generator_loss(
-            critic(generator(torch.randn(tc.batch_size, z_dim, device=device)))
-        )
+        with amp:
+            loss_g = loss.generator_loss(
+                crit(gen(torch.randn(tc.batch_size, z_dim, device=device))).float()
+            )
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
-        grads = [p.grad for p in generator.parameters() if p.grad is not None]
+        grads = [p.grad for p in gen_params if p.grad is not None]
         grad_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
         opt_g.step()
         critic.requires_grad_(True)
@@ -257,6 +305,29 @@ def train(
     sink.log(summary, result.steps)
     result.metrics.update(summary)
     return result
+
+
+def _trial_step(generator, critic, x, z_dim, amp) -> None:
+    """One step's forward and backward passes (critic, then generator through the frozen
+    critic) without optimiser steps; RNG, buffers and gradients are left as they were."""
+    saved = copy.deepcopy((generator.state_dict(), critic.state_dict()))
+    try:
+        with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+            z = torch.randn(len(x), z_dim, device=x.device)
+            with amp:
+                with torch.no_grad():
+                    fake = generator(z)
+                out = critic(x).float().mean() - critic(fake).float().mean()
+            out.backward()
+            critic.requires_grad_(False)
+            with amp:
+                out = critic(generator(z)).float().mean()
+            out.backward()
+    finally:
+        critic.requires_grad_(True)
+        for module, state in zip((generator, critic), saved, strict=True):
+            module.load_state_dict(state)
+            module.zero_grad(set_to_none=True)
 
 
 def _record(history: dict[str, list[tuple[int, float]]], values: dict[str, float], step: int):
