@@ -340,7 +340,7 @@ def list_parts(
                 p.name if p.required else f"{p.name}={p.default!r}" for p in info.params
             )
             summary = info.summary.split(". ")[0].split(" (")[0]
-            table.add_row(part_kind, name, params or "–", info.source, summary)
+            table.add_row(part_kind, name, escape(params) or "–", info.source, escape(summary))
     console.print(table)
 
 
