@@ -261,18 +261,11 @@ def table(
     """Compare strategies across seeds: mean ± 95 % CI, best marked, ranks, protocol footnote."""
     from harness import tables
     from harness.registry import Registry
-    from harness.suite import read_yaml
     from harness.summary import directions
     from harness.tracking import default_tracking_uri
 
     try:
-        if experiment is None:
-            if suite is None:
-                raise HarnessError("give a suite file or --experiment NAME")
-            raw = read_yaml(suite)[1]
-            experiment = raw.get("name") if isinstance(raw, dict) else None
-            if not experiment:
-                raise HarnessError(f"{suite}: name: missing")
+        experiment = tables.experiment_name(suite, experiment)
         frame = tables.load_runs(tracking_uri or default_tracking_uri(), experiment, runs)
         known = directions(Registry())
         chosen = metrics.split(",") if metrics else tables.default_metrics(frame, known)
@@ -302,7 +295,8 @@ def report(
     tracking_uri: Annotated[str | None, typer.Option(help="MLflow URI.")] = None,
 ):
     """Write a self-contained HTML report: tables, curves, coverage, gradient norms, samples."""
-    from harness.report import experiment_name, write_report
+    from harness.report import write_report
+    from harness.tables import experiment_name
     from harness.tracking import default_tracking_uri
 
     try:

@@ -49,22 +49,6 @@ class Figure:
     png: bytes
 
 
-def experiment_name(suite: Path | None, experiment: str | None) -> str:
-    """The experiment to report: ``experiment``, else the ``name:`` of the suite file."""
-    from harness.errors import HarnessError
-    from harness.suite import read_yaml
-
-    if experiment:
-        return experiment
-    if suite is None:
-        raise HarnessError("give a suite file or --experiment NAME")
-    raw = read_yaml(suite)[1]
-    name = raw.get("name") if isinstance(raw, dict) else None
-    if not name:
-        raise HarnessError(f"{suite}: name: missing")
-    return str(name)
-
-
 def write_report(uri: str, experiment: str, out: Path, parent: str | None = None) -> Path:
     """Write ``report.html`` with its figures (PNG), ``table.md``, ``table.csv`` and
     ``runs.csv`` (one row per run, final metrics) into ``out``; returns the page's path."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from html import escape
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -22,6 +23,21 @@ PROTOCOL_PARAMS = {
     "train.batch_size": "batch",
     "eval.samples": "eval samples",
 }
+
+
+def experiment_name(suite: Path | None, experiment: str | None) -> str:
+    """The experiment to tabulate or report: ``experiment``, else the ``name:`` of the suite file."""
+    from harness.suite import read_yaml
+
+    if experiment:
+        return experiment
+    if suite is None:
+        raise HarnessError("give a suite file or --experiment NAME")
+    raw = read_yaml(suite)[1]
+    name = raw.get("name") if isinstance(raw, dict) else None
+    if not name:
+        raise HarnessError(f"{suite}: name: missing")
+    return str(name)
 
 
 def load_runs(uri: str, experiment: str, parent: str | None = None) -> pd.DataFrame:
