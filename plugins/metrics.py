@@ -79,8 +79,7 @@ class Stability(Metric):
         "stability_best_final_gap": "min",
         "stability_auc": "min",
         "stability_oscillation": "min",
-        "grad_norm_generator_mean": "max",
-    }
+    }  # no direction for grad_norm_generator_*: its scale depends on the loss, not on quality
 
     def __init__(self, curve: str = "auto", threshold: float | None = None, tail: int = 3):
         self.curve, self.threshold, self.tail = curve, threshold, tail
