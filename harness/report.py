@@ -307,7 +307,9 @@ def last_samples(client, frame: pd.DataFrame, dest: Path) -> list[tuple[pd.Serie
                 if not pngs:
                     continue
                 with mock.patch.dict(os.environ, {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "0"}):
-                    local = client.download_artifacts(run["run_id"], pngs[-1], str(dest))
+                    into = dest / run["run_id"]  # same file names across runs
+                    into.mkdir()
+                    local = client.download_artifacts(run["run_id"], pngs[-1], str(into))
             except (MlflowException, OSError):
                 continue
             step = int("".join(c for c in Path(pngs[-1]).stem if c.isdigit()) or -1)

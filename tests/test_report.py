@@ -6,6 +6,7 @@ import re
 import shutil
 import subprocess
 from html.parser import HTMLParser
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -148,6 +149,19 @@ def test_no_usable_run_gives_no_figure_and_no_crash(store):
     assert report.coverage_figure(usable, colors) is None
     assert report.gradient_figure(usable, colors) is None
     assert report.samples_figure(client, boom, colors) is None
+
+
+def test_each_strategy_shows_its_own_run_samples(store, tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    uri, _ = store
+    client = MlflowClient(uri)
+    found = report.last_samples(client, tables.load_runs(uri, "tiny"), tmp_path)
+    assert [run["strategy"] for run, _, _ in found] == ["wgan-gp", "bce"]
+    for run, step, path in found:  # every run logs samples/step_0000006.png: no overwrites
+        original = client.download_artifacts(run["run_id"], f"samples/step_{step:07d}.png")
+        assert path.read_bytes() == Path(original).read_bytes()
+    assert found[0][2].read_bytes() != found[1][2].read_bytes()
 
 
 def test_html_table_escapes_strategy_names():
