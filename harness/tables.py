@@ -26,7 +26,7 @@ PROTOCOL_PARAMS = {
 
 
 def experiment_name(suite: Path | None, experiment: str | None) -> str:
-    """The experiment to tabulate or report: ``experiment``, else the ``name:`` of the suite file."""
+    """The experiment to tabulate or report: ``experiment``, else the suite file's ``name:``."""
     from harness.suite import read_yaml
 
     if experiment:
@@ -194,7 +194,8 @@ def compare(
     resamples: int = 10_000,
 ) -> pd.DataFrame:
     """Difference of means A − B per metric with a bootstrap 95 % CI over seeds (paired when
-    both strategies ran the same seeds), Welch's or the paired t-test, and a verdict."""
+    both strategies ran the same seeds), Welch's or the paired t-test, and a verdict: one is
+    better only when the CI excludes 0 and p < 0.05."""
     known = set(frame["strategy"])
     for name in (a, b):
         if name not in known:
@@ -228,7 +229,9 @@ def compare(
         low, high = np.percentile(boots, [2.5, 97.5])
         diff = x.mean() - y.mean()
         n = min(len(x), len(y))  # one seed a side gives a degenerate bootstrap: no verdict
-        if n < 2 or low <= 0 <= high or metric not in directions:
+        # The percentile bootstrap is too narrow for a handful of seeds: the t-test must agree.
+        separated = n >= 2 and not low <= 0 <= high and p < 0.05
+        if not separated or metric not in directions:
             verdict = f"cannot separate with {n} seeds" if metric in directions else "no direction"
         else:
             a_better = (diff < 0) == (directions[metric] == "min")

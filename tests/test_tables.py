@@ -36,8 +36,10 @@ def store(tmp_path_factory):
             client.log_metric(run, key, value, step=600)
 
     for seed, (fa, fb) in enumerate(zip(A_FID, B_FID, strict=True)):
-        child("a", seed, "finished", {"fid_mnist": fa, "modes_covered": 10, "same": 1.0})
-        child("b", seed, "finished", {"fid_mnist": fb, "modes_covered": 9 + seed % 2, "same": 1.0})
+        lucky = {"lucky": [1.0, 1.0, 5.0][seed]}  # A − B > 0 on every seed, yet p ≈ 0.22
+        child("a", seed, "finished", {"fid_mnist": fa, "modes_covered": 10, "same": 1.0} | lucky)
+        b = {"fid_mnist": fb, "modes_covered": 9 + seed % 2, "same": 1.0, "lucky": 0.0}
+        child("b", seed, "finished", b)
     child("b", 3, "diverged", {"fid_mnist": 999.0, "modes_covered": 1})
     return uri, parent
 
@@ -84,12 +86,16 @@ def test_formats_round_trip(store):
 
 def test_compare_verdicts(store):
     frame = tables.load_runs(store[0], "synthetic")
-    out = tables.compare(frame, "a", "b", ["fid_mnist", "same"], DIRECTIONS | {"same": "min"})
+    known = DIRECTIONS | {"same": "min", "lucky": "max"}
+    out = tables.compare(frame, "a", "b", ["fid_mnist", "same", "lucky"], known)
     assert (
         out.loc["fid_mnist", "verdict"] == "a better" and out.loc["fid_mnist", "difference"] == -8.0
     )
     assert out.loc["fid_mnist", "ci95_high"] < 0
     assert out.loc["same", "verdict"] == "cannot separate with 3 seeds"
+    # the bootstrap interval of [1, 1, 5] excludes 0, but three seeds are too few to tell
+    assert out.loc["lucky", "ci95_low"] > 0 and out.loc["lucky", "p_value"] > 0.05
+    assert out.loc["lucky", "verdict"] == "cannot separate with 3 seeds"
 
 
 def test_cli_table_and_errors(store):
