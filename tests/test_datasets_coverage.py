@@ -59,6 +59,8 @@ def test_stratified_split_keeps_every_class():
     split = stratified_split(labels, test_share=0.2)
     assert np.bincount(labels[split["test"]]).tolist() == [10] * 10
     assert not set(split["train"]) & set(split["test"])
+    for part in split.values():  # shuffled: a prefix (FID's reference, its halves) has all
+        assert len(np.unique(labels[part[: len(part) // 2]])) == 10
 
 
 def test_embedded_mnist_split_and_range():
@@ -66,6 +68,8 @@ def test_embedded_mnist_split_and_range():
     assert train.x.shape == (4000, 1, 28, 28) and test.x.shape == (1000, 1, 28, 28)
     assert train.x.min() == -1 and train.x.max() == 1
     assert torch.bincount(test.y).tolist() == [100] * 10
+    half = torch.bincount(train.y[:2000], minlength=10)  # FID's real-vs-real halves
+    assert half.min() >= 150 and half.max() <= 250
 
 
 @pytest.fixture(scope="module")
