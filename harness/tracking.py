@@ -154,6 +154,7 @@ class Tracker:
             self.client.set_tag(run_id, "status", "running")
             self.client.set_tag(run_id, "resumed_by", parent_id)
             return RunTracker(self.client, run_id, spec, checkpoint, resumed=True)
+        checkpoint.unlink(missing_ok=True)  # left by a run this store no longer has
         experiment_id = self.client.get_run(parent_id).info.experiment_id
         run = self.client.create_run(
             experiment_id,

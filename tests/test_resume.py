@@ -94,3 +94,24 @@ def test_sigkill_at_random_moments_leaves_one_complete_run_each(tmp_path, write_
     killed = kill_and_resume(harness_cmd(str(path), uri, None, 20), kills=2, delay=(9, 14), seed=1)
     assert killed >= 1
     assert check_store(uri, "tiny", str(path), None) == []
+
+
+def test_a_new_run_ignores_a_checkpoint_its_store_does_not_know(tmp_path, write_suite):
+    suite, registry = load_suite(write_suite(SUITE))
+    straight = Tracker(f"sqlite:///{tmp_path / 'a' / 'mlflow.db'}")
+    run_suite(suite, registry, straight, device="cpu", checkpoint_every=2)
+
+    db = tmp_path / "b" / "mlflow.db"
+    with pytest.raises(KeyboardInterrupt):
+        run_suite(
+            suite,
+            registry,
+            Tracker(f"sqlite:///{db}"),
+            device="cpu",
+            progress=InterruptAt("bce", 10),
+            checkpoint_every=2,
+        )
+    fresh = Tracker(f"sqlite:///{db.with_name('fresh.db')}")  # same checkpoints folder
+    outcomes = run_suite(suite, registry, fresh, device="cpu", checkpoint_every=2)
+    assert [o.status for o in outcomes] == ["finished", "finished"]
+    assert histories(straight.uri, "tiny") == histories(fresh.uri, "tiny")
