@@ -12,6 +12,7 @@ import os
 import subprocess
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,19 @@ def git_commit() -> str:
         return "unknown"
 
 
+def create_sqlite_store(db: Path) -> None:
+    """Create a missing SQLite store atomically: MLflow's schema migrations run on a temporary
+    file that is renamed into place, so a kill during them (seconds) leaves no half-built store."""
+    from mlflow.tracking import MlflowClient
+
+    if db.exists():
+        return
+    db.parent.mkdir(parents=True, exist_ok=True)
+    tmp = db.with_name(f".{db.name}.{uuid.uuid4().hex}")  # MLflow caches stores by URI
+    MlflowClient(tracking_uri=f"sqlite:///{tmp}").search_experiments(max_results=1)
+    tmp.replace(db)
+
+
 class Tracker:
     """An MLflow tracking store: experiments per suite, runs tagged for tables."""
 
@@ -65,9 +79,9 @@ class Tracker:
 
         logging.getLogger("mlflow").setLevel(logging.WARNING)  # no INFO chatter on the console
         self.uri = uri or default_tracking_uri()
-        if self.uri.startswith("sqlite:///"):
-            Path(self.uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         try:
+            if self.uri.startswith("sqlite:///"):
+                create_sqlite_store(Path(self.uri.removeprefix("sqlite:///")))
             if self.uri.startswith(("http://", "https://")):
                 import requests
 

@@ -115,3 +115,20 @@ def test_a_new_run_ignores_a_checkpoint_its_store_does_not_know(tmp_path, write_
     outcomes = run_suite(suite, registry, fresh, device="cpu", checkpoint_every=2)
     assert [o.status for o in outcomes] == ["finished", "finished"]
     assert histories(straight.uri, "tiny") == histories(fresh.uri, "tiny")
+
+
+def test_a_store_is_created_whole_or_not_at_all(tmp_path, monkeypatch):
+    from harness.tracking import create_sqlite_store
+
+    db = tmp_path / "store" / "mlflow.db"
+
+    def killed(*args, **kwargs):  # the process dies while MLflow migrates the new schema
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(MlflowClient, "search_experiments", killed)
+        with pytest.raises(KeyboardInterrupt):
+            create_sqlite_store(db)
+    assert not db.exists()  # the next start builds it from scratch, not on a half-migrated file
+    create_sqlite_store(db)
+    assert MlflowClient(f"sqlite:///{db}").search_experiments()  # the Default experiment
