@@ -10,10 +10,10 @@ from importlib.metadata import entry_points
 from typing import Any
 
 import pluggy
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ConfigDict, PydanticUserError, TypeAdapter, ValidationError
 
 from harness import hookspecs
-from harness.errors import PluginError, SuiteError
+from harness.errors import HarnessError, PluginError, SuiteError
 from harness.parts import KINDS
 
 ENTRY_POINT_GROUP = "harness"
@@ -64,7 +64,7 @@ def _type_hints(func) -> dict[str, Any]:
     try:
         import typing
 
-        return typing.get_type_hints(func)
+        return typing.get_type_hints(func, include_extras=True)  # keep Annotated bounds
     except Exception:  # unresolvable forward references: fall back to no type checks
         return {}
 
@@ -81,8 +81,10 @@ class Registry:
             dist = ep.dist.name if ep.dist else "?"
             try:
                 module = ep.load()
-            except Exception as exc:
-                message = f"plugin entry point {ep.name!r} of {dist} failed: {exc}"
+            except KeyboardInterrupt:
+                raise
+            except BaseException as exc:  # SystemExit too: a plugin never ends the process
+                message = f"plugin entry point {ep.name!r} of {dist} failed: {_describe(exc)}"
                 raise PluginError(message) from None
             self._add(module, f"{dist}:{ep.name}", dist)
         for name in modules:
@@ -99,9 +101,11 @@ class Registry:
         """Register an importable module of hook implementations (a suite's ``plugins:``)."""
         try:
             module = importlib.import_module(name)
-        except Exception as exc:  # any failure inside a plugin's import is the plugin's
-            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise PluginError(f"cannot import plugin module {name!r}: {first}") from None
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # any failure inside a plugin's import is the plugin's
+            message = f"cannot import plugin module {name!r}: {_describe(exc)}"
+            raise PluginError(message) from None
         self._add(module, f"module:{name}", name)
 
     @property
@@ -111,7 +115,14 @@ class Registry:
             for kind, hook in HOOKS.items():
                 for impl in getattr(self._pm.hook, hook).get_hookimpls():
                     source = self._sources.get(impl.plugin_name, impl.plugin_name)
-                    impl.function(register=self._registrar(kind, source))
+                    try:
+                        impl.function(register=self._registrar(kind, source))
+                    except (KeyboardInterrupt, PluginError):
+                        self._parts = None
+                        raise
+                    except BaseException as exc:
+                        self._parts = None
+                        raise PluginError(f"{source}: {hook} failed: {_describe(exc)}") from None
         return self._parts
 
     def _registrar(self, kind: str, source: str):
@@ -145,8 +156,25 @@ class Registry:
         params = validate_params(info, params, field=field)
         try:
             return info.cls(**params)
-        except Exception as exc:  # a part rejecting its parameters is a suite error
-            raise SuiteError(f"{kind} {name!r}: {exc}", field=field) from None
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # a part rejecting its parameters is a suite error
+            raise SuiteError(f"{kind} {name!r}: {_describe_part(exc)}", field=field) from None
+
+
+def _describe(exc: BaseException) -> str:
+    """An exception in one line: its type and the first line of its message."""
+    lines = str(exc).strip().splitlines()
+    if isinstance(exc, ModuleNotFoundError | ImportError) and lines:
+        return lines[0]
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+
+
+def _describe_part(exc: BaseException) -> str:
+    """A part's own error as it reads (ValueError: its message); anything else with its type."""
+    if isinstance(exc, ValueError | TypeError | HarnessError) and str(exc).strip():
+        return str(exc).strip().splitlines()[0]
+    return _describe(exc)
 
 
 def _suggest(name: str, options) -> str:
@@ -168,11 +196,33 @@ def validate_params(info: PartInfo, params: dict[str, Any], *, field: str | None
                 field=where,
             )
         try:
-            out[key] = TypeAdapter(by_name[key].annotation).validate_python(value, strict=False)
+            out[key] = _adapter(by_name[key].annotation).validate_python(value, strict=False)
         except ValidationError as exc:
             error = exc.errors()[0]
             raise SuiteError(f"{error['msg']} (got {value!r})", field=where) from None
+        if _bool_coerced(value, out[key]):
+            raise SuiteError(f"expected a number, got a boolean ({value!r})", field=where)
     missing = [p.name for p in info.params if p.required and p.name not in params]
     if missing:
         raise SuiteError(f"{info.kind} {info.name!r} needs parameter {missing[0]!r}", field=field)
     return out
+
+
+def _adapter(annotation: Any) -> TypeAdapter:
+    """A validator that rejects NaN and ±inf for floats unless the part declares it accepts
+    them: ``Annotated[float, pydantic.AllowInfNan()]`` or ``Field(allow_inf_nan=True)``."""
+    try:
+        return TypeAdapter(annotation, config=ConfigDict(allow_inf_nan=False))
+    except PydanticUserError:  # a model or dataclass annotation carries its own config
+        return TypeAdapter(annotation)
+
+
+def _bool_coerced(value: Any, result: Any) -> bool:
+    """Whether validation turned a YAML boolean into a number (``c: true`` as c=1)."""
+    if isinstance(value, bool):
+        return not isinstance(result, bool)
+    if isinstance(value, list | tuple) and isinstance(result, list | tuple):
+        return any(_bool_coerced(v, r) for v, r in zip(value, result, strict=False))
+    if isinstance(value, dict) and isinstance(result, dict):
+        return any(_bool_coerced(v, result[k]) for k, v in value.items() if k in result)
+    return False

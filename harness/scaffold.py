@@ -42,7 +42,7 @@ class $cls(Constraint):
     """weight/2 · E‖∇f(x)‖² at real samples x (the R1 penalty, Mescheder et al., 2018)."""
 
     def __init__(self, weight: float = 10.0):
-        if weight < 0:
+        if not weight >= 0:  # not `weight < 0`: NaN fails every comparison
             raise ValueError("weight must not be negative")
         self.weight = weight
 
@@ -75,7 +75,7 @@ class $cls(Loss):
     output = "score"  # a linear critic output ("logit" for a sigmoid-based loss)
 
     def __init__(self, target: float = 1.0):
-        if target <= 0:
+        if not target > 0:  # not `target <= 0`: NaN fails every comparison
             raise ValueError("target must be positive")
         self.target = target
 

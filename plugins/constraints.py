@@ -2,8 +2,10 @@
 R1, DRAGAN), spectral norm, and orthonormal layers with GroupSort."""
 
 import math
+from typing import Annotated
 
 import torch
+from pydantic import AllowInfNan, Field
 from torch import Tensor, nn
 
 import harness
@@ -31,9 +33,8 @@ class WeightClip(Constraint):
 
     default_optimizer = {"name": "rmsprop", "lr": 5e-5}
 
-    def __init__(self, c: float = 0.01):
-        if c <= 0:
-            raise ValueError("c must be positive")
+    def __init__(self, c: Annotated[float, Field(gt=0)] = 0.01):
+        _require(c > 0, "c must be positive")  # `not c > 0` also refuses NaN
         self.c = c
 
     @torch.no_grad()
@@ -62,7 +63,12 @@ class GradientPenalty(Constraint):
 
     default_optimizer = {"name": "adam", "lr": 1e-4, "betas": (0.0, 0.9)}
 
-    def __init__(self, weight: float = 10.0, center: float = 1.0, p: float = 2.0):
+    def __init__(
+        self,
+        weight: Annotated[float, Field(ge=0)] = 10.0,
+        center: float = 1.0,
+        p: Annotated[float, AllowInfNan(), Field(ge=1)] = 2.0,
+    ):
         _require(math.isfinite(center), "center must be finite")
         _require(p >= 1, "p must be >= 1 (inf for the max norm)")
         self.weight, self.center, self.p = _weight(weight), center, p
@@ -79,7 +85,7 @@ class LipschitzPenalty(Constraint):
 
     default_optimizer = {"name": "adam", "lr": 1e-4, "betas": (0.0, 0.9)}
 
-    def __init__(self, weight: float = 10.0):
+    def __init__(self, weight: Annotated[float, Field(ge=0)] = 10.0):
         self.weight = _weight(weight)
 
     def penalty(self, critic: nn.Module, real: Tensor, fake: Tensor) -> Tensor:
@@ -94,7 +100,7 @@ class R1(Constraint):
 
     default_optimizer = {"name": "rmsprop", "lr": 1e-4}
 
-    def __init__(self, gamma: float = 10.0):
+    def __init__(self, gamma: Annotated[float, Field(ge=0)] = 10.0):
         self.gamma = _weight(gamma, "gamma")
 
     def penalty(self, critic: nn.Module, real: Tensor, fake: Tensor) -> Tensor:
@@ -109,7 +115,9 @@ class Dragan(Constraint):
 
     default_optimizer = {"name": "adam", "lr": 1e-4, "betas": (0.5, 0.9)}
 
-    def __init__(self, weight: float = 10.0, c: float = 0.5):
+    def __init__(
+        self, weight: Annotated[float, Field(ge=0)] = 10.0, c: Annotated[float, Field(gt=0)] = 0.5
+    ):
         _require(math.isfinite(c) and c > 0, "c must be finite and > 0")
         self.weight, self.c = _weight(weight), c
 
@@ -125,7 +133,7 @@ class SpectralNorm(Constraint):
     """Divide each critic layer's weight by its largest singular value, estimated by power
     iteration (SNGAN, Miyato et al., 2018; Adam lr 2e-4, betas (0.5, 0.999))."""
 
-    def __init__(self, n_power_iterations: int = 1):
+    def __init__(self, n_power_iterations: Annotated[int, Field(ge=1, le=100)] = 1):
         self.n_power_iterations = n_power_iterations
 
     def wrap_critic(self, critic: nn.Module) -> nn.Module:

@@ -12,7 +12,7 @@ class MaxNorm(Constraint):
     longer rows are scaled back to length c (max-norm regularisation)."""
 
     def __init__(self, c: float = 1.0):
-        if c <= 0:
+        if not c > 0:  # not `c <= 0`: NaN fails every comparison
             raise ValueError("c must be positive")
         self.c = c
 
