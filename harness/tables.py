@@ -4,6 +4,7 @@ confidence intervals, best values, ranks, a protocol footnote, and two-strategy 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from html import escape
 from pathlib import Path
 
@@ -40,9 +41,16 @@ def experiment_name(suite: Path | None, experiment: str | None) -> str:
     return str(name)
 
 
-def load_runs(uri: str, experiment: str, parent: str | None = None) -> pd.DataFrame:
-    """One row per (strategy, seed): the latest child run, its id, status, params and final
-    metrics."""
+def load_runs(
+    uri: str,
+    experiment: str,
+    parent: str | None = None,
+    current: Callable[[dict[str, str]], bool] | None = None,
+) -> pd.DataFrame:
+    """One row per (strategy, setting, seed): the latest child run, its id, status, params
+    (a sweep's values as ``sweep.PATH``) and final metrics; ``harness score`` runs too, as
+    strategy ``score:NAME``. With ``current`` (harness.identity.current_checker), only runs
+    of the code installed now; ``frame.attrs["older"]`` counts the others."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(uri)
@@ -51,7 +59,7 @@ def load_runs(uri: str, experiment: str, parent: str | None = None) -> pd.DataFr
         raise HarnessError(f"no experiment {experiment!r} in {uri}: run the suite first")
     runs = client.search_runs(
         [exp.experiment_id],
-        filter_string="tags.`harness.kind` = 'run'",
+        filter_string="tags.`harness.kind` IN ('run', 'score')",
         max_results=50_000,
         order_by=["attributes.start_time ASC"],
     )
@@ -61,16 +69,26 @@ def load_runs(uri: str, experiment: str, parent: str | None = None) -> pd.DataFr
             for r in runs
             if parent in (r.data.tags.get("mlflow.parentRunId"), r.data.tags.get("resumed_by"))
         ]
+    older = 0
+    if current is not None:
+        kept = [r for r in runs if current(r.data.params)]
+        older, runs = len(runs) - len(kept), kept
+        if older and not runs:
+            raise HarnessError(
+                f"experiment {experiment!r} has only runs of older code or harness versions "
+                f"({older}): re-run the suite, or --all-versions to tabulate them"
+            )
     rows = [
         {
             "strategy": r.data.tags["strategy"],
             "seed": int(r.data.tags["seed"]),
+            "setting": r.data.tags.get("setting", ""),  # a sweep's setting id; "" outside one
             "status": r.data.tags.get("status", "?"),
             "run_id": r.info.run_id,
             **{
                 k: v
                 for k, v in r.data.params.items()
-                if k in PROTOCOL_PARAMS or k == "harness_version"
+                if k in PROTOCOL_PARAMS or k == "harness_version" or k.startswith("sweep.")
             },
             **r.data.metrics,
         }
@@ -79,8 +97,10 @@ def load_runs(uri: str, experiment: str, parent: str | None = None) -> pd.DataFr
     if not rows:
         where = f" under parent run {parent}" if parent else ""
         raise HarnessError(f"experiment {experiment!r} has no runs{where}")
-    frame = pd.DataFrame(rows).drop_duplicates(["strategy", "seed"], keep="last")
-    return frame.reset_index(drop=True)
+    frame = pd.DataFrame(rows).drop_duplicates(["strategy", "setting", "seed"], keep="last")
+    frame = frame.reset_index(drop=True)
+    frame.attrs["older"] = older
+    return frame
 
 
 def aggregate(frame: pd.DataFrame, metrics: list[str], directions: dict[str, str]) -> pd.DataFrame:
@@ -132,6 +152,10 @@ def footnote(frame: pd.DataFrame, metrics: list[str]) -> str:
         parts.append("FID/KID/PR features: the harness's MNIST evaluator CNN (not Inception)")
     versions = sorted(map(str, frame.get("harness_version", pd.Series(["?"])).dropna().unique()))
     parts.append(f"harness {', '.join(versions)}")
+    if frame.attrs.get("older"):
+        parts.append(
+            f"{frame.attrs['older']} runs of older code hidden (--all-versions includes them)"
+        )
     return "mean ± 95 % CI over seeds (n usable runs; bad = diverged or failed); " + "; ".join(
         parts
     )

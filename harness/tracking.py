@@ -6,9 +6,11 @@ evaluation points, never one call per value.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import socket
 import subprocess
 import tempfile
 import time
@@ -19,6 +21,7 @@ from typing import Any
 import harness
 from harness.errors import HarnessError
 from harness.figures import samples_png
+from harness.locks import Claim, claim, free_stale, holder
 from harness.suite import RunSpec, Suite
 
 DEFAULT_DB = Path("results") / "mlflow.db"
@@ -58,27 +61,83 @@ def git_commit() -> str:
         return "unknown"
 
 
+def probe_writable(folder: Path, what: str) -> None:
+    """Create, write and delete a file in ``folder``: a one-line error naming it when that
+    fails (read-only, permissions, full disk), before MLflow retries for minutes."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=folder, prefix=".probe-")
+        try:
+            os.write(fd, b"\0" * 4096)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+            os.unlink(name)
+    except OSError as exc:
+        raise HarnessError(f"{what} {exc.filename or folder}: {exc.strerror}") from None
+
+
+def check_sqlite_writable(db: Path) -> None:
+    """The store's folder, database file, artifact folder (mlruns/) and checkpoints folder
+    accept writes."""
+    probe_writable(db.parent, "tracking store folder")
+    if db.exists():
+        try:
+            os.close(os.open(db, os.O_RDWR))
+        except OSError as exc:
+            raise HarnessError(f"tracking database {db}: {exc.strerror}") from None
+    probe_writable(db.parent / "mlruns", "artifact folder")
+    probe_writable(db.parent / "checkpoints", "checkpoints folder")
+
+
 def create_sqlite_store(db: Path) -> None:
-    """Create a missing SQLite store atomically: MLflow's schema migrations run on a temporary
-    file that is renamed into place, so a kill during them (seconds) leaves no half-built store."""
+    """Create a missing SQLite store atomically and race-free: under a lock beside it,
+    MLflow's schema migrations run on a temporary file that is renamed into place, so neither a
+    kill during them (seconds) nor a second process creating the same store leaves a half-built
+    or replaced store. Temporary stores of crashed creations are deleted under the same lock."""
     from mlflow.tracking import MlflowClient
 
-    if db.exists():
+    lock = db.with_name(f".{db.name}.lock")
+    if db.exists() and not [p for p in db.parent.glob(f".{db.name}.*") if p != lock]:
         return
-    db.parent.mkdir(parents=True, exist_ok=True)
-    tmp = db.with_name(f".{db.name}.{uuid.uuid4().hex}")  # MLflow caches stores by URI
-    MlflowClient(tracking_uri=f"sqlite:///{tmp}").search_experiments(max_results=1)
-    tmp.replace(db)
+    probe_writable(db.parent, "tracking store folder")
+    with claim(lock, wait=True):
+        for leftover in db.parent.glob(f".{db.name}.*"):  # their creators died: we hold the lock
+            if leftover != lock:
+                leftover.unlink(missing_ok=True)
+        if db.exists():
+            return
+        tmp = db.with_name(f".{db.name}.{uuid.uuid4().hex}")  # MLflow caches stores by URI
+        MlflowClient(tracking_uri=f"sqlite:///{tmp}").search_experiments(max_results=1)
+        tmp.replace(db)
+
+
+def storage_error(exc: BaseException) -> HarnessError:
+    """A tracking store's or checkpoint folder's refusal as a one-line :class:`HarnessError`."""
+    if isinstance(exc, HarnessError):
+        return exc
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f"{exc.filename}: " if exc.filename else ""
+        return HarnessError(f"{where}{exc.strerror}")
+    text = str(exc).strip()
+    first = text.splitlines()[-1] if text else type(exc).__name__  # sqlite's reason comes last
+    return HarnessError(f"tracking store refused a write: {first[:300]}")
 
 
 class Tracker:
-    """An MLflow tracking store: experiments per suite, runs tagged for tables."""
+    """An MLflow tracking store: experiments per suite, runs tagged for tables.
+
+    Invocations and runs are claimed with locks in :attr:`checkpoint_dir` (see
+    :mod:`harness.locks`): ``<run key>.claim`` while a process trains that run,
+    ``<invocation>.invocation`` while an invocation's parent run is open.
+    """
 
     def __init__(self, uri: str | None = None):
         from mlflow.tracking import MlflowClient
 
         logging.getLogger("mlflow").setLevel(logging.WARNING)  # no INFO chatter on the console
         self.uri = uri or default_tracking_uri()
+        self.invocation: Claim | None = None
         try:
             if self.uri.startswith("sqlite:///"):
                 create_sqlite_store(Path(self.uri.removeprefix("sqlite:///")))
@@ -109,37 +168,94 @@ class Tracker:
             return Path(self.uri.removeprefix("sqlite:///")).parent / "checkpoints"
         return Path("results") / "checkpoints"
 
-    def existing_runs(self, experiment_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Child runs by run key: completed ones (re-runs skip them) and resumable ones
-        (running when their process died, or interrupted: re-runs continue them)."""
+    def check_writable(self) -> None:
+        """Fail fast, in one line naming the path, when an SQLite store's files refuse writes."""
+        if self.uri.startswith("sqlite:///"):
+            check_sqlite_writable(Path(self.uri.removeprefix("sqlite:///")))
+
+    def claim_run(self, run_key: str) -> Claim | None:
+        """The right to train ``run_key``, held until released; None while a live process
+        holds it."""
+        return claim(self.checkpoint_dir / f"{run_key}.claim")
+
+    def run_holder(self, run_key: str) -> str:
+        return holder(self.checkpoint_dir / f"{run_key}.claim")
+
+    def existing_runs(
+        self, experiment_id: str, run_key: str | None = None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Child runs by run key (all, or only ``run_key``'s): completed ones (re-runs skip
+        them) and resumable ones (running when their process died, or interrupted: re-runs
+        continue them). The ``status`` tag decides; a run whose process died after setting it
+        but before closing the MLflow run is closed here."""
+        query = "tags.`harness.kind` = 'run'"
+        if run_key is not None:
+            query += f" and tags.run_key = '{run_key}'"
         runs = self.client.search_runs(
             [experiment_id],
-            filter_string="tags.`harness.kind` = 'run'",
+            filter_string=query,
             max_results=50_000,
             order_by=["attributes.start_time ASC"],
         )
         completed, resumable = {}, {}
         for run in runs:
             status, key = run.data.tags.get("status"), run.data.tags["run_key"]
-            if status in COMPLETED:
-                completed[key] = run
+            if status in COMPLETED or status == "failed":
+                if run.info.status == "RUNNING":
+                    self.client.set_terminated(run.info.run_id, MLFLOW_STATUS[status])
+                if status in COMPLETED:
+                    completed[key] = run
             elif status in RESUMABLE:
                 resumable[key] = run
         return completed, {k: r for k, r in resumable.items() if k not in completed}
 
+    def sweep(self, completed: set[str]) -> None:
+        """Delete what dead processes left in :attr:`checkpoint_dir`: lock files, temporary
+        checkpoints, checkpoints of completed runs, empty run folders. Runs a live process
+        holds are not touched."""
+        folder = self.checkpoint_dir
+        if not folder.is_dir():
+            return
+        free_stale(folder, "*.claim")
+        for run_dir in [p for p in folder.iterdir() if p.is_dir()]:
+            held = self.claim_run(run_dir.name)
+            if held is None:
+                continue
+            with held:
+                for tmp in run_dir.glob("checkpoint.tmp*"):
+                    tmp.unlink(missing_ok=True)
+                if run_dir.name in completed:
+                    (run_dir / "checkpoint.pt").unlink(missing_ok=True)
+                with contextlib.suppress(OSError):
+                    run_dir.rmdir()  # only when empty
+
     def start_suite(self, suite: Suite) -> str:
         """Create the parent run, with the suite YAML and resolved config as artifacts.
 
-        Parent runs of earlier invocations still RUNNING were killed (one invocation runs a
-        suite at a time): they are closed as KILLED.
+        The invocation holds a lock (``<id>.invocation``, its id in the parent's
+        ``harness.invocation`` tag) from before the parent exists until :meth:`end_suite`.
+        Parent runs still RUNNING whose lock is free belong to dead invocations: they are
+        closed as KILLED; those of live ones are left alone. (On a server store the locks are
+        local files: a parent opened on another host is never closed here.)
         """
         experiment_id = self.experiment_id(suite.config.name)
+        free_stale(self.checkpoint_dir, "*.invocation")  # of dead invocations
+        invocation = uuid.uuid4().hex
+        self.invocation = claim(self.checkpoint_dir / f"{invocation}.invocation", wait=True)
         stale = self.client.search_runs(
             [experiment_id],
             filter_string="tags.`harness.kind` = 'suite' and attributes.status = 'RUNNING'",
         )
+        local = self.uri.startswith("sqlite:///")
         for run in stale:
-            self.client.set_terminated(run.info.run_id, "KILLED")
+            tags = run.data.tags
+            if not local and tags.get("harness.host", socket.gethostname()) != socket.gethostname():
+                continue
+            lock = self.checkpoint_dir / f"{tags.get('harness.invocation')}.invocation"
+            dead = claim(lock) if "harness.invocation" in tags else contextlib.nullcontext()
+            if dead is not None:
+                with dead:
+                    self.client.set_terminated(run.info.run_id, "KILLED")
         run = self.client.create_run(
             experiment_id,
             run_name=f"{suite.config.name}" + (f"-{suite.profile}" if suite.profile else ""),
@@ -149,30 +265,57 @@ class Tracker:
                 "harness_version": harness.__version__,
                 "git_commit": git_commit(),
                 "suite_path": suite.path,
+                "harness.invocation": invocation,
+                "harness.host": socket.gethostname(),
+                "harness.pid": str(os.getpid()),
             },
         )
         run_id = run.info.run_id
-        self.client.log_text(run_id, suite.text, "suite.yaml")
-        self.client.log_dict(run_id, [spec.config for spec in suite.runs], "resolved.json")
+        try:
+            self.client.log_text(run_id, suite.text, "suite.yaml")
+            self.client.log_dict(run_id, [spec.config for spec in suite.runs], "resolved.json")
+        except Exception:
+            self.end_suite(run_id, "failed")
+            raise
         return run_id
 
-    def end_suite(self, run_id: str, status: str = "finished") -> None:
-        self.client.set_terminated(run_id, MLFLOW_STATUS[status])
+    def end_suite(self, run_id: str | None, status: str = "finished") -> None:
+        """Close the parent run (when one was created) and release the invocation's lock. When
+        the store refuses even that, the next invocation finds the lock free and closes the
+        parent as KILLED."""
+        try:
+            if run_id is not None:
+                self.client.set_terminated(run_id, MLFLOW_STATUS[status])
+        except Exception:
+            pass
+        finally:
+            if self.invocation is not None:
+                self.invocation.release()
+                self.invocation = None
 
     def start_run(self, parent_id: str, spec: RunSpec, resume: Any = None) -> RunTracker:
-        """A new child run, or ``resume`` (an unfinished one) continued from its checkpoint."""
+        """A new child run, or ``resume`` (an unfinished one) continued from its checkpoint.
+        The caller holds the run key's claim (:meth:`claim_run`).
+
+        A crash may fall between any two of these writes: a run is visible as resumable from
+        its creation on, and resuming logs whatever params it still lacks."""
+        from mlflow.entities import RunTag
+
         checkpoint = self.checkpoint_dir / spec.run_key / "checkpoint.pt"
+        for tmp in checkpoint.parent.glob("checkpoint.tmp*"):  # of a dead writer: we hold the key
+            tmp.unlink()
         if resume is not None:
             run_id = resume.info.run_id
             self.client.update_run(run_id, status="RUNNING")
-            self.client.set_tag(run_id, "status", "running")
-            self.client.set_tag(run_id, "resumed_by", parent_id)
-            return RunTracker(self.client, run_id, spec, checkpoint, resumed=True)
-        checkpoint.unlink(missing_ok=True)  # left by a run this store no longer has
+            tags = [RunTag("status", "running"), RunTag("resumed_by", parent_id)]
+            self.client.log_batch(run_id, tags=tags)
+            return RunTracker(self.client, run_id, spec, checkpoint, logged=resume.data.params)
+        for leftover in checkpoint.parent.glob("checkpoint*"):  # of a run this store lacks
+            leftover.unlink()
         experiment_id = self.client.get_run(parent_id).info.experiment_id
         run = self.client.create_run(
             experiment_id,
-            run_name=f"{spec.strategy}-seed{spec.seed}",
+            run_name=f"{spec.strategy}-{spec.setting + '-' if spec.setting else ''}seed{spec.seed}",
             tags={
                 "mlflow.parentRunId": parent_id,
                 "harness.kind": "run",
@@ -182,6 +325,7 @@ class Tracker:
                 "status": "running",
                 "loss": spec.loss.name,
                 "constraint": spec.constraint.name,
+                **({"setting": spec.setting} if spec.setting else {}),  # values: sweep.* params
             },
         )
         return RunTracker(self.client, run.info.run_id, spec, checkpoint)
@@ -195,17 +339,20 @@ class RunTracker:
     (key, step) pairs already in the store are never sent twice — no duplicates, no gaps.
     """
 
-    def __init__(self, client, run_id: str, spec: RunSpec, checkpoint: Path, resumed=False):
+    def __init__(
+        self, client, run_id: str, spec: RunSpec, checkpoint: Path, logged: dict | None = None
+    ):
+        """``logged``: the params of a resumed run (None: a new run); those missing are sent."""
         from mlflow.entities import Param
 
         self.client, self.run_id, self.checkpoint = client, run_id, checkpoint
         self._buffer: list[tuple[str, float, int, int]] = []
-        self._sent: set[tuple[str, int]] | None = self._logged_steps() if resumed else None
-        if not resumed:
-            params = [Param(k, v[:6000]) for k, v in flatten(spec.config).items()]
-            params.append(Param("harness_version", harness.__version__))
-            for i in range(0, len(params), 100):
-                client.log_batch(run_id, params=params[i : i + 100])
+        self._sent: set[tuple[str, int]] | None = None if logged is None else self._logged_steps()
+        params = [Param(k, v[:6000]) for k, v in flatten(spec.config).items()]
+        params.append(Param("harness_version", harness.__version__))
+        params = [p for p in params if p.key not in (logged or {})]
+        for i in range(0, len(params), 100):
+            client.log_batch(run_id, params=params[i : i + 100])
 
     def _logged_steps(self) -> set[tuple[str, int]]:
         run = self.client.get_run(self.run_id)
@@ -236,8 +383,12 @@ class RunTracker:
 
         self.checkpoint.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.checkpoint.with_suffix(f".tmp{os.getpid()}")
-        torch.save({**state, "pending": self._buffer}, tmp)
-        tmp.replace(self.checkpoint)
+        try:
+            torch.save({**state, "pending": self._buffer}, tmp)
+            tmp.replace(self.checkpoint)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         self.flush()
 
     def load_checkpoint(self) -> dict | None:
@@ -256,6 +407,11 @@ class RunTracker:
             path = Path(tmp) / f"step_{step:07d}.png"
             path.write_bytes(png)
             self.client.log_artifact(self.run_id, str(path), "samples")
+            for name, data in ctx.artifacts.items():  # files metrics attached (value surfaces)
+                path = Path(tmp) / name
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(data)
+                self.client.log_artifact(self.run_id, str(path), str(Path(name).parent))
 
     def log_text(self, text: str, name: str) -> None:
         self.client.log_text(self.run_id, text, name)
@@ -263,7 +419,9 @@ class RunTracker:
     def finish(self, status: str) -> None:
         """Send what is left and close the run; a completed run's checkpoint is deleted."""
         self.flush()
-        self.client.set_tag(self.run_id, "status", status)
+        self.client.set_tag(self.run_id, "status", status)  # what resumption decides by
         self.client.set_terminated(self.run_id, MLFLOW_STATUS[status])
         if status in COMPLETED:
             self.checkpoint.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                self.checkpoint.parent.rmdir()
