@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from harness.errors import HarnessError
+from harness.errors import HarnessError, printable
 
 app = typer.Typer(
     help="Benchmark Lipschitz strategies for GAN critics: run suites, list plugins, compare.",
@@ -27,6 +27,10 @@ err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 ProfileOpt = Annotated[
     str | None, typer.Option("--profile", "-p", help="Profile from the suite's profiles: block.")
 ]
+MaxRunsOpt = Annotated[
+    int, typer.Option(min=1, help="Refuse a suite whose sweeps expand to more runs than this.")
+]
+MAX_RUNS = 500  # harness.suite.MAX_RUNS, not imported here: the CLI starts fast
 
 
 class Precision(StrEnum):
@@ -40,7 +44,7 @@ class Executor(StrEnum):
 
 
 def fail(exc: Exception, code: int = 2):
-    err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
+    err.print(f"[red]error:[/red] {escape(printable(str(exc)))}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -76,6 +80,14 @@ def run(
     jobs: Annotated[
         int, typer.Option("--jobs", "-j", min=1, help="Runs trained at once, in processes.")
     ] = 1,
+    threads: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Torch CPU threads per run, whatever --jobs is (logged; the count changes CPU "
+            "numerics in the last bits).",
+        ),
+    ] = 1,
     precision: Annotated[
         Precision | None,
         typer.Option(
@@ -97,8 +109,14 @@ def run(
     gpus_per_run: Annotated[
         float, typer.Option(min=0, help="GPUs per Ray task: 0.25 puts four runs on a GPU.")
     ] = 0.0,
+    rerun: Annotated[
+        str | None,
+        typer.Option(help="Retrain these strategies' finished runs anyway: A,B or all."),
+    ] = None,
+    max_runs: MaxRunsOpt = MAX_RUNS,
 ):
-    """Train every (strategy, seed) run of SUITE, log to MLflow, print a comparison table."""
+    """Train every (strategy, setting, seed) run of SUITE, log to MLflow, print a table."""
+    from harness.identity import rerun_set
     from harness.runner import run_suite
     from harness.suite import load_suite
     from harness.trainer import resolve_device
@@ -111,7 +129,10 @@ def run(
             profile=profile,
             seeds=parse_seeds(seeds),
             precision=precision and precision.value,
+            max_runs=max_runs,
+            data_dir=data_dir,
         )
+        rerun_strategies = rerun_set(rerun, loaded.config.strategies)
         resolved = resolve_device(device)
         from harness.tracking import Tracker
 
@@ -147,6 +168,8 @@ def run(
                 executor=executor.value,
                 address=address,
                 gpus_per_run=gpus_per_run,
+                rerun=rerun_strategies,
+                threads=threads,
             )
         except KeyboardInterrupt:
             err.print("interrupted: the running run is marked interrupted")
@@ -154,6 +177,9 @@ def run(
         except HarnessError as exc:
             fail(exc)
     _print_summary(outcomes)
+    for o in outcomes:
+        if o.status == "held":  # another live invocation trains it; it is not redone here
+            err.print(f"{escape(o.spec.strategy)} seed {o.spec.seed}: {o.error}, skipped")
     failed = [o for o in outcomes if o.status == "failed"]
     for o in failed:
         err.print(f"[red]failed:[/red] {o.spec.strategy} seed {o.spec.seed}: {o.error}")
@@ -168,9 +194,14 @@ class _ProgressReporter:
         self.bars = bars
         self.tasks: dict[str, int] = {}
 
+    def planned(self, plan: str) -> None:
+        self.bars.console.print(escape(plan), highlight=False, soft_wrap=True)
+
     def run_started(self, spec):
         task = self.bars.add_task(
-            f"{spec.strategy} seed {spec.seed}", total=spec.train.steps, info=""
+            f"{spec.strategy}{f' @ {spec.setting}' if spec.setting else ''} seed {spec.seed}",
+            total=spec.train.steps,
+            info="",
         )
         self.tasks[spec.run_key] = task
 
@@ -184,7 +215,9 @@ class _ProgressReporter:
         spec = outcome.spec
         if spec.run_key not in self.tasks:
             self.run_started(spec)
-        info = "already finished: skipped" if outcome.status == "skipped" else outcome.status
+        info = {"skipped": "already finished: skipped", "held": f"{outcome.error}: skipped"}.get(
+            outcome.status, outcome.status
+        )
         done = spec.train.steps if outcome.status in ("skipped", "finished") else None
         self.bars.update(self.tasks[spec.run_key], completed=done, info=info)
 
@@ -207,17 +240,24 @@ def _print_summary(outcomes) -> None:
 def validate(
     suite: Annotated[Path, typer.Argument(help="Suite YAML file.")],
     profile: ProfileOpt = None,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Where on-disk datasets live: their files are checked.")
+    ] = None,
+    max_runs: MaxRunsOpt = MAX_RUNS,
 ):
-    """Check SUITE without training: every plugin, parameter and type, and what it imports."""
+    """Check SUITE without training: every plugin, parameter and type, the dataset's files,
+    and what it imports."""
     from harness.suite import load_suite
 
     try:
-        loaded, _ = load_suite(suite, profile=profile)
+        loaded, _ = load_suite(suite, profile=profile, data_dir=data_dir, max_runs=max_runs)
     except HarnessError as exc:
         fail(exc)
     config = loaded.config
     console.print(
-        f"{suite}: ok — {len(config.strategies)} strategies × {len(config.seeds)} seeds "
+        f"{suite}: ok — {len(config.strategies)} strategies"
+        + (" × settings" if any(r.setting for r in loaded.runs) else "")
+        + f" × {len(config.seeds)} seeds "
         f"= {len(loaded.runs)} runs of {config.train.steps} steps"
     )
     seen = set()
@@ -226,11 +266,16 @@ def validate(
             continue
         seen.add(spec.strategy)
         opt = spec.optimizer
+        mine = [r.setting for r in loaded.runs if r.strategy == spec.strategy]
+        settings = list(dict.fromkeys(mine))
+        shown = ", ".join(map(str, settings[:8])) + (", …" if len(settings) > 8 else "")
+        swept = f" in {settings[0]}; {len(settings)} settings: {shown}" if spec.setting else ""
         console.print(
             f"  {spec.strategy}: loss {spec.loss.name}{_params(spec.loss.params)}, "
             f"constraint {spec.constraint.name}{_params(spec.constraint.params)}, "
-            f"{opt.name} lr {opt.lr:g}" + (f" betas {opt.betas}" if opt.betas else ""),
+            f"{opt.name} lr {opt.lr:g}" + (f" betas {opt.betas}" if opt.betas else "") + swept,
             highlight=False,
+            soft_wrap=True,
         )
     modules = [f"{m} ({getattr(sys.modules[m], '__file__', '?')})" for m in config.plugins]
     imports = ", ".join(modules) or "no suite-local plugin modules"
@@ -256,23 +301,60 @@ def table(
     compare: Annotated[
         tuple[str, str] | None, typer.Option(help="Compare two strategies: --compare A B.")
     ] = None,
+    by: Annotated[
+        str | None, typer.Option(help="setting: a row per strategy × sweep setting.")
+    ] = None,
+    robustness: Annotated[
+        bool,
+        typer.Option(
+            "--robustness",
+            help="Per strategy over a sweep's settings: best, median, IQR, share that train, "
+            "expected best of k random settings.",
+        ),
+    ] = False,
+    metric: Annotated[
+        str | None, typer.Option(help="The metric of --robustness [default: the first shown].")
+    ] = None,
     tracking_uri: Annotated[str | None, typer.Option(help="MLflow URI.")] = None,
+    all_versions: Annotated[
+        bool,
+        typer.Option(
+            "--all-versions",
+            help="Include runs of older plugin code or harness versions (default: current only).",
+        ),
+    ] = False,
 ):
     """Compare strategies across seeds: mean ± 95 % CI, best marked, ranks, protocol footnote."""
     from harness import tables
+    from harness.identity import current_checker
     from harness.registry import Registry
     from harness.summary import directions
     from harness.tracking import default_tracking_uri
 
     try:
         experiment = tables.experiment_name(suite, experiment)
-        frame = tables.load_runs(tracking_uri or default_tracking_uri(), experiment, runs)
+        current = None if all_versions else current_checker()
+        uri = tracking_uri or default_tracking_uri()
+        frame = tables.load_runs(uri, experiment, runs, current=current)
         known = directions(Registry())
         chosen = metrics.split(",") if metrics else tables.default_metrics(frame, known)
-        if compare:
+        if by not in (None, "setting"):
+            raise HarnessError(f"--by: expected 'setting', got {by!r}")
+        if robustness:
+            from harness import robustness as views
+
+            name = metric or next((m for m in chosen if m in known), "")
+            result = views.robustness(frame, name, known, views.modes_of(frame))
+            text = views.render(result, name, known[name], fmt)
+        elif compare:
             text = tables.compare(frame, *compare, chosen, known).to_string() + "\n"
         else:
-            result = tables.aggregate(frame, chosen, known)
+            if by == "setting":
+                from harness.robustness import by_setting
+
+                result = by_setting(frame, chosen, known)
+            else:
+                result = tables.aggregate(frame, chosen, known)
             text = tables.render(result, chosen, known, fmt, tables.footnote(frame, chosen))
     except HarnessError as exc:
         fail(exc)

@@ -6,6 +6,7 @@ import difflib
 import importlib
 import inspect
 from dataclasses import dataclass
+from functools import cached_property
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -14,6 +15,7 @@ from pydantic import ConfigDict, PydanticUserError, TypeAdapter, ValidationError
 
 from harness import hookspecs
 from harness.errors import HarnessError, PluginError, SuiteError
+from harness.identity import PartIdentity, part_identity
 from harness.parts import KINDS
 
 ENTRY_POINT_GROUP = "harness"
@@ -43,6 +45,12 @@ class PartInfo:
     name: str
     cls: type
     source: str
+    dist: str | None = None  # the distribution whose entry point registered it
+
+    @cached_property
+    def identity(self) -> PartIdentity:
+        """Distribution, version, module and module source hash: part of every run key."""
+        return part_identity(self.cls, self.dist)
 
     @property
     def params(self) -> list[Param]:
@@ -115,8 +123,9 @@ class Registry:
             for kind, hook in HOOKS.items():
                 for impl in getattr(self._pm.hook, hook).get_hookimpls():
                     source = self._sources.get(impl.plugin_name, impl.plugin_name)
+                    local = impl.plugin_name.startswith("module:") or source == "?"
                     try:
-                        impl.function(register=self._registrar(kind, source))
+                        impl.function(register=self._registrar(kind, source, not local))
                     except (KeyboardInterrupt, PluginError):
                         self._parts = None
                         raise
@@ -125,7 +134,7 @@ class Registry:
                         raise PluginError(f"{source}: {hook} failed: {_describe(exc)}") from None
         return self._parts
 
-    def _registrar(self, kind: str, source: str):
+    def _registrar(self, kind: str, source: str, from_dist: bool = False):
         def register(name: str, part: type) -> None:
             base = KINDS[kind]
             if not (isinstance(part, type) and issubclass(part, base)):
@@ -139,7 +148,8 @@ class Registry:
                     f"{kind} {name!r} is registered twice: by {known.source} "
                     f"({known.cls.__qualname__}) and by {source} ({part.__qualname__})"
                 )
-            self._parts[kind][name] = PartInfo(kind, name, part, source)
+            dist = source if from_dist else None
+            self._parts[kind][name] = PartInfo(kind, name, part, source, dist)
 
         return register
 

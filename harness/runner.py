@@ -9,21 +9,22 @@ this process (``jobs=1``), in a local worker process (``jobs=N``) or as a Ray ta
 from __future__ import annotations
 
 import contextlib
-import os
 import traceback
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 
-import torch
+from mlflow.exceptions import MlflowException
 
 from harness.errors import HarnessError
+from harness.identity import experiment_runs, plan
+from harness.provenance import DEFAULT_THREADS, run_provenance, torch_threads
 from harness.registry import Registry
 from harness.suite import RunSpec, Suite
-from harness.tracking import Tracker
-from harness.trainer import train
+from harness.tracking import RunTracker, Tracker, storage_error
+from harness.trainer import resolve_device, train
 
 EXECUTORS = ("local", "ray")
 RAY_MISSING = "--executor ray needs Ray: `uv sync --extra ray` (or `pip install 'harness[ray]'`)"
@@ -32,7 +33,7 @@ RAY_MISSING = "--executor ray needs Ray: `uv sync --extra ray` (or `pip install 
 @dataclass
 class Outcome:
     spec: RunSpec
-    status: str  # finished | diverged | failed | skipped
+    status: str  # finished | diverged | failed | skipped | held (a live process trains it)
     metrics: dict[str, float] = field(default_factory=dict)
     error: str | None = None
 
@@ -44,12 +45,12 @@ class Job:
     tracking_uri: str
     parent_id: str
     spec: RunSpec
-    resume_id: str | None = None  # an unfinished MLflow run to continue
     device: str = "auto"
     data_dir: Path | None = None
     checkpoint_every: int = 500
     compile: bool = False
-    threads: int | None = None  # torch threads in a worker; None: leave as is
+    threads: int = DEFAULT_THREADS  # torch intra-op threads of the run, logged
+    rerun: bool = False  # train it even when a finished run has its key (--rerun)
 
 
 class Progress:
@@ -59,6 +60,9 @@ class Progress:
 
     def run_ended(self, outcome: Outcome) -> None: ...
 
+    def planned(self, plan: str) -> None:
+        """One line before training: how many runs train and why (harness.identity.plan)."""
+
 
 def run_job(
     job: Job,
@@ -67,15 +71,31 @@ def run_job(
     progress: Progress | None = None,
 ) -> Outcome:
     """Train one run and record it in the tracking store: the worker function every executor
-    runs. In a worker it opens its own tracker connection and registry."""
-    if job.threads:
-        torch.set_num_threads(job.threads)
+    runs. In a worker it opens its own tracker connection and registry.
+
+    The run key is claimed first (:meth:`Tracker.claim_run`, held until the run is recorded):
+    a run a live process holds is left to it (outcome ``held``), and the store is read again
+    under the claim, so a run completed meanwhile is skipped and an unfinished one resumed."""
     tracker = tracker or Tracker(job.tracking_uri)
-    resume = tracker.client.get_run(job.resume_id) if job.resume_id else None
-    run = tracker.start_run(job.parent_id, job.spec, resume=resume)
-    registry = registry or Registry(job.spec.plugins)
+    key = job.spec.run_key
+    held = tracker.claim_run(key)
+    if held is None:
+        return Outcome(job.spec, "held", error=f"held by {tracker.run_holder(key)}")
+    with held:
+        experiment_id = tracker.client.get_run(job.parent_id).info.experiment_id
+        completed, resumable = tracker.existing_runs(experiment_id, run_key=key)
+        if key in completed and not job.rerun:
+            return Outcome(job.spec, "skipped", dict(completed[key].data.metrics))
+        run = tracker.start_run(job.parent_id, job.spec, resume=resumable.get(key))
+        with torch_threads(job.threads):
+            return _train(job, run, registry, progress)
+
+
+def _train(job: Job, run: RunTracker, registry: Registry | None, progress: Progress | None):
     progress = progress or Progress()
     try:
+        registry = registry or Registry(job.spec.plugins)
+        run.log_params(run_provenance(job.spec, registry, resolve_device(job.device)))
         result = train(
             job.spec,
             registry=registry,
@@ -89,7 +109,7 @@ def run_job(
     except KeyboardInterrupt:
         run.finish("interrupted")
         raise
-    except Exception as exc:
+    except BaseException as exc:  # SystemExit from plugin code too: it fails only its run
         run.log_text(traceback.format_exc(), "traceback.txt")
         run.finish("failed")
         return Outcome(job.spec, "failed", error=f"{type(exc).__name__}: {exc}")
@@ -112,14 +132,19 @@ def run_suite(
     address: str | None = None,
     gpus_per_run: float = 0.0,
     cpus_per_run: float = 1.0,
+    rerun: set[str] | frozenset[str] = frozenset(),
+    threads: int = DEFAULT_THREADS,
 ) -> list[Outcome]:
-    """Train every run of ``suite`` not already completed in the tracking store.
+    """Train every run of ``suite`` not already completed in the tracking store, and the runs
+    of the strategies in ``rerun`` anyway (a new run beside the finished one).
 
     ``executor="local"`` trains ``jobs`` runs at a time (``jobs=1``: in this process, with
     per-step progress; more: separate processes sharing the tracking store and splitting the
     cores). ``executor="ray"`` makes each run a Ray task with ``cpus_per_run`` CPUs and
     ``gpus_per_run`` GPUs on the cluster at ``address`` (None: the one already initialised
     in this process, else a new local one); every task logs to the same tracking store.
+    Each run uses ``threads`` torch threads wherever it runs (a setting, not a share of the
+    cores), so ``jobs`` and the executor do not change its numbers.
     """
     if executor not in EXECUTORS:
         raise HarnessError(f"--executor: expected one of {', '.join(EXECUTORS)}, got {executor!r}")
@@ -129,30 +154,38 @@ def run_suite(
         except ImportError:
             raise HarnessError(RAY_MISSING) from None
     progress = progress or Progress()
-    parent_id = tracker.start_suite(suite)
-    completed, resumable = tracker.existing_runs(tracker.experiment_id(suite.config.name))
+    tracker.check_writable()
+    try:
+        parent_id = tracker.start_suite(suite)
+        completed, _ = tracker.existing_runs(tracker.experiment_id(suite.config.name))
+        tracker.sweep(set(completed))
+    except Exception as exc:
+        tracker.end_suite(None, "failed")
+        raise storage_error(exc) from None
     outcomes: dict[str, Outcome] = {}
     todo = []
     for spec in suite.runs:
-        if spec.run_key in completed:
+        if spec.run_key in completed and spec.strategy not in rerun:
             outcomes[spec.run_key] = Outcome(
                 spec, "skipped", dict(completed[spec.run_key].data.metrics)
             )
             progress.run_ended(outcomes[spec.run_key])
         else:
-            resume = resumable.get(spec.run_key)
             todo.append(
                 Job(
                     tracker.uri,
                     parent_id,
                     spec,
-                    resume and resume.info.run_id,
                     device=str(device),
                     data_dir=data_dir,
                     checkpoint_every=checkpoint_every,
                     compile=compile,
+                    rerun=spec.strategy in rerun,
+                    threads=threads,
                 )
             )
+    logged = experiment_runs(tracker, tracker.experiment_id(suite.config.name))
+    progress.planned(plan(suite.runs, [job.spec for job in todo], logged, set(rerun)))
     status = "finished"
     try:
         if executor == "local" and jobs == 1:
@@ -179,6 +212,9 @@ def run_suite(
     except KeyboardInterrupt:
         status = "interrupted"
         raise
+    except (OSError, MlflowException) as exc:  # the store refused a write: stop, in one line
+        status = "failed"
+        raise storage_error(exc) from None
     finally:
         tracker.end_suite(parent_id, status)
     return [outcomes[spec.run_key] for spec in suite.runs]
@@ -188,17 +224,16 @@ Results = Iterator[tuple[Job, Callable[[], Outcome]]]
 
 
 def _local_processes(jobs: list[Job], workers: int) -> Results:
-    """Each job in one of ``workers`` spawned processes, the machine's cores split among them;
+    """Each job in one of ``workers`` spawned processes (each with the job's thread count);
     yields (job, its outcome getter) as they complete."""
-    threads = max(1, (os.cpu_count() or 1) // workers)
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-        futures = {pool.submit(run_job, replace(job, threads=threads)): job for job in jobs}
+        futures = {pool.submit(run_job, job): job for job in jobs}
         for future in as_completed(futures):
             yield futures[future], future.result
 
 
 def _ray_tasks(jobs: list[Job], address: str | None, cpus: float, gpus: float) -> Results:
-    """Each job a Ray task holding ``cpus`` CPUs (its torch threads) and ``gpus`` GPUs (a
+    """Each job a Ray task holding ``cpus`` CPUs and ``gpus`` GPUs (a
     fraction shares one); yields (job, its outcome getter) as they complete. Tasks are not
     retried: a run whose worker died stays resumable and the next invocation continues it."""
     import ray
@@ -207,8 +242,7 @@ def _ray_tasks(jobs: list[Job], address: str | None, cpus: float, gpus: float) -
     if started:
         ray.init(address=address, include_dashboard=False, logging_level="WARNING")
     task = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=0)(run_job)
-    threads = max(1, int(cpus))
-    refs = {task.remote(replace(job, threads=threads)): job for job in jobs}
+    refs = {task.remote(job): job for job in jobs}
     pending = list(refs)
     try:
         while pending:

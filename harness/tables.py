@@ -59,10 +59,11 @@ def load_runs(
         raise HarnessError(f"no experiment {experiment!r} in {uri}: run the suite first")
     runs = client.search_runs(
         [exp.experiment_id],
-        filter_string="tags.`harness.kind` IN ('run', 'score')",
+        filter_string="tags.`harness.kind` != 'suite'",  # MLflow has no IN for tags
         max_results=50_000,
         order_by=["attributes.start_time ASC"],
     )
+    runs = [r for r in runs if r.data.tags.get("harness.kind") in ("run", "score")]
     if parent is not None:
         runs = [
             r

@@ -113,6 +113,7 @@ def test_cli_table_and_errors(store):
             "fid_mnist",
             "--runs",
             parent,
+            "--all-versions",  # synthetic runs carry no code identity: not current code
         ],
     )
     assert result.exit_code == 0 and "| a | 3 | 0 | **12 ± 5** | 1 |" in result.stdout
@@ -123,6 +124,6 @@ def test_cli_table_and_errors(store):
         (["--experiment", "synthetic", "--compare", "a", "c"], "no strategy 'c'"),
         (["--experiment", "synthetic", "--format", "docx"], "unknown format 'docx'"),
     ]:
-        result = runner.invoke(app, ["table", *args, "--tracking-uri", uri])
+        result = runner.invoke(app, ["table", *args, "--tracking-uri", uri, "--all-versions"])
         assert result.exit_code == 2, args
         assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1

@@ -1,0 +1,180 @@
+"""Run identity sees code: editing a plugin module makes only its runs new, the CLI says why,
+--rerun retrains on purpose, and tables keep to runs of the current code."""
+
+import importlib
+import sys
+
+import pytest
+from mlflow.tracking import MlflowClient
+from typer.testing import CliRunner
+
+from harness.cli import app
+from harness.identity import is_current, part_identity, source_hash
+from harness.registry import Registry
+from harness.suite import load_suite
+
+PLUGIN = '''
+import torch
+import harness
+from harness.parts import Constraint
+
+
+class SoftClip(Constraint):
+    """Clip critic weights to [-c, c] after each step."""
+
+    def __init__(self, c: float = 0.05):
+        self.c = c
+
+    @torch.no_grad()
+    def after_critic_step(self, critic):
+        for p in critic.parameters():
+            p.clamp_(-self.c, self.c)  # FORMULA
+
+
+@harness.hookimpl
+def register_constraints(register):
+    register("softclip", SoftClip)
+'''
+
+SUITE = """
+name: ident
+dataset: {name: ring8, n: 1000}
+architecture: {name: mlp, width: 8, depth: 2, z_dim: 2}
+train: {steps: 2, batch_size: 16, n_critic: 1, log_every: 1}
+strategies:
+  gp: {loss: wasserstein, constraint: gradient_penalty}
+  soft: {loss: wasserstein, constraint: softclip}
+seeds: [0, 1]
+eval: {every: 2, samples: 100}
+metrics: [mode_coverage]
+plugins: [ident_softclip]
+"""
+
+
+@pytest.fixture
+def plugin(tmp_path, monkeypatch):
+    """A suite-local plugin module in tmp_path; ``edit()`` changes its formula, as a new
+    process would see it."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    path = tmp_path / "ident_softclip.py"
+    path.write_text(PLUGIN)
+
+    def edit():
+        path.write_text(
+            PLUGIN.replace("p.clamp_(-self.c, self.c)", "p.clamp_(-self.c / 2, self.c)")
+        )
+        sys.modules.pop("ident_softclip", None)
+        importlib.invalidate_caches()
+
+    yield edit
+    sys.modules.pop("ident_softclip", None)
+
+
+@pytest.fixture
+def suite(write_suite):
+    return write_suite(SUITE)
+
+
+def harness(*args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def keys(suite):
+    loaded, _ = load_suite(suite)
+    return {(r.strategy, r.seed): r.run_key for r in loaded.runs}
+
+
+def test_part_identity_names_dist_version_module_and_hash():
+    info = Registry().get("constraint", "weight_clip")
+    identity = info.identity
+    assert identity.dist == "harness" and identity.module == "plugins.constraints"
+    assert identity.version == __import__("harness").__version__
+    with open(sys.modules["plugins.constraints"].__file__, "rb") as file:
+        import hashlib
+
+        assert identity.sha256 == hashlib.sha256(file.read()).hexdigest()
+    assert str(identity).startswith("harness==")
+
+
+def test_a_local_module_is_local(plugin, suite):
+    _, registry = load_suite(suite)
+    identity = registry.get("constraint", "softclip").identity
+    assert (identity.dist, identity.version, identity.module) == ("local", "-", "ident_softclip")
+    assert identity.sha256 == source_hash(registry.get("constraint", "softclip").cls)
+    assert part_identity(int).sha256 == "unknown"  # no source: still an identity
+
+
+def test_editing_a_plugin_changes_only_its_runs_keys(plugin, suite):
+    before = keys(suite)
+    plugin()
+    after = keys(suite)
+    assert {k for k in before if before[k] != after[k]} == {("soft", 0), ("soft", 1)}
+
+
+def test_run_says_why_retrains_only_edited_runs_and_reruns_on_purpose(plugin, suite, tmp_path):
+    uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
+    first = harness("run", suite, "--tracking-uri", uri)
+    assert first.exit_code == 0, first.output
+    assert "training 4 of 4 runs: new strategy (4)" in first.output
+
+    again = harness("run", suite, "--tracking-uri", uri)
+    assert "all 4 runs finished: skipped" in again.output
+
+    plugin()
+    stale = harness("table", suite, "--tracking-uri", uri, "--metrics", "modes_covered")
+    assert stale.exit_code == 0, stale.output
+    assert "| gp | 2 |" in stale.output and "soft" not in stale.output.split("\n\n")[0]
+    assert "2 runs of older code hidden" in stale.output
+
+    edited = harness("run", suite, "--tracking-uri", uri)
+    assert edited.exit_code == 0, edited.output
+    line = "training 2 of 4 runs: constraint softclip changed (2); 2 finished, skipped"
+    assert line in edited.output
+
+    table = harness("table", suite, "--tracking-uri", uri, "--metrics", "modes_covered")
+    assert "| gp | 2 |" in table.output and "| soft | 2 |" in table.output
+    assert "2 runs of older code hidden (--all-versions includes them)" in table.output
+    every = harness(
+        "table", suite, "--tracking-uri", uri, "--metrics", "modes_covered", "--all-versions"
+    )
+    assert "| soft | 2 |" in every.output and "older code" not in every.output
+
+    rerun = harness("run", suite, "--tracking-uri", uri, "--rerun", "gp")
+    assert rerun.exit_code == 0, rerun.output
+    assert "training 2 of 4 runs: --rerun (2); 2 finished, skipped" in rerun.output
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("ident")
+    runs = client.search_runs([exp.experiment_id], "tags.`harness.kind` = 'run'")
+    gp = [r for r in runs if r.data.tags["strategy"] == "gp"]
+    assert len(gp) == 4 and len({r.data.tags["run_key"] for r in gp}) == 2  # old ones stay
+    assert all(
+        r.data.params["identity.constraint.softclip"]
+        for r in runs
+        if "soft" in r.data.tags["strategy"]
+    )
+
+    seeds = harness("run", suite, "--tracking-uri", uri, "--seeds", "0,1,2")
+    assert "training 2 of 6 runs: new seed (2); 4 finished, skipped" in seeds.output
+
+
+def test_rerun_of_an_unknown_strategy_is_one_line_exit_2(plugin, suite, tmp_path):
+    store = tmp_path / "store"
+    result = harness(
+        "run", suite, "--tracking-uri", f"sqlite:///{store / 'm.db'}", "--rerun", "sof"
+    )
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--rerun" in lines[0] and "did you mean 'soft'" in lines[0]
+    assert not store.exists()
+
+
+def test_is_current_needs_matching_identity_and_version():
+    registry = Registry()
+    identity = str(registry.get("constraint", "weight_clip").identity)
+    version = __import__("harness").__version__
+    good = {"identity.constraint.weight_clip": identity, "harness_version": version}
+    assert is_current(good, registry)
+    assert not is_current({**good, "identity.constraint.weight_clip": "x"}, registry)
+    assert not is_current({**good, "harness_version": "0.0.0-old"}, registry)
+    assert not is_current({"harness_version": version}, registry)  # logged without identity
+    assert is_current({**good, "identity.constraint.gone": "x"}, registry)  # cannot tell
