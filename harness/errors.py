@@ -1,5 +1,19 @@
 """Errors the CLI turns into one line and exit code 2."""
 
+import unicodedata
+
+UNSAFE = {"Cc", "Cf", "Zl", "Zp", "Cs"}  # control, format, line/paragraph separator, surrogate
+
+
+def printable(text: str) -> str:
+    """``text`` with control, format and line-separator characters escaped (``\\n``,
+    ``\\x1b``, ``\\u202e``), so user-controlled strings cannot split an error line or drive
+    the terminal."""
+    return "".join(
+        c.encode("unicode_escape").decode() if unicodedata.category(c) in UNSAFE else c
+        for c in text
+    )
+
 
 class HarnessError(Exception):
     """A user-facing error: bad input, missing data, an unknown plugin."""
@@ -14,7 +28,7 @@ class SuiteError(HarnessError):
 
     def __str__(self) -> str:
         where = ": ".join(p for p in (self.file, self.field) if p)
-        return f"{where}: {self.message}" if where else self.message
+        return printable(f"{where}: {self.message}" if where else self.message)
 
 
 class PluginError(HarnessError):

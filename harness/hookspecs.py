@@ -60,7 +60,8 @@ def register_architectures(register: Register) -> None:
 def register_datasets(register: Register) -> None:
     """Register datasets (subclasses of :class:`harness.parts.Dataset`).
 
-    :param register: call ``register(name, DatasetClass)``.
+    :param register: call ``register(name, DatasetClass)``. A dataset whose data lives on
+        disk should implement ``check(data_dir)`` so ``validate`` finds missing files.
 
     Example::
 

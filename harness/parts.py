@@ -52,7 +52,13 @@ class Constraint:
 
 
 class Architecture:
-    """Builds a generator ``z -> x`` and a critic ``x -> (N,)`` for a data shape."""
+    """Builds a generator ``z -> x`` and a critic ``x -> (N,)`` for a data shape.
+
+    ``batch_multiple``: training batches and evaluation sample counts must be multiples of it
+    (a PacGAN critic packing k samples scores k at a time: its N outputs are N/k); validated
+    before anything trains."""
+
+    batch_multiple: int = 1
 
     def build(
         self, z_dim: int, data_shape: tuple[int, ...], output: Output
@@ -98,6 +104,11 @@ class Dataset:
 
     def load(self, split: Literal["train", "test"], data_dir: Path | None = None) -> Samples:
         raise NotImplementedError
+
+    def check(self, data_dir: Path | None = None) -> None:
+        """Cheap checks, run by ``validate`` and before any training, that ``load`` will find
+        its data (files under ``data_dir``, ...); raise ``HarnessError`` with a one-line
+        reason. Default: nothing to check."""
 
     def classifier_data(self, data_dir: Path | None = None) -> tuple[Samples, Samples]:
         """Single-channel (train, test) digits for the evaluator of ``ClassModes`` data."""

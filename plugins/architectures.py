@@ -1,11 +1,14 @@
 """Built-in architectures: an MLP for 2-D toys and a DCGAN for 28×28 images."""
 
 import math
+from typing import Annotated
 
+from pydantic import Field
 from torch import Tensor, nn
 
 import harness
 from harness.parts import Architecture, Output
+from plugins.packing import packed
 
 
 def _mlp(sizes: list[int]) -> nn.Sequential:
@@ -30,26 +33,42 @@ class Critic(nn.Module):
 
 class MLP(Architecture):
     """ReLU MLPs for generator and critic, ``depth`` hidden layers of ``width`` units
-    (the WGAN-GP toy code: 3 × 512)."""
+    (the WGAN-GP toy code: 3 × 512). ``pack`` k: the critic scores k samples concatenated
+    (PacGAN); batch sizes must then be multiples of k."""
 
-    def __init__(self, width: int = 512, depth: int = 3):
+    def __init__(
+        self,
+        width: Annotated[int, Field(ge=1, le=2**16)] = 512,
+        depth: Annotated[int, Field(ge=0, le=64)] = 3,
+        pack: Annotated[int, Field(ge=1, le=64)] = 1,
+    ):
         self.width, self.depth = width, depth
+        self.pack = self.batch_multiple = pack
 
     def build(self, z_dim: int, data_shape: tuple[int, ...], output: Output):
         dim = math.prod(data_shape)
         hidden = [self.width] * self.depth
         generator = nn.Sequential(_mlp([z_dim, *hidden, dim]), nn.Unflatten(1, data_shape))
-        critic = Critic(nn.Sequential(nn.Flatten(), _mlp([dim, *hidden, 1])))
-        return generator, critic
+
+        def critic(shape: tuple[int, ...]) -> nn.Module:
+            return Critic(nn.Sequential(nn.Flatten(), _mlp([math.prod(shape), *hidden, 1])))
+
+        return generator, packed(critic, data_shape, self.pack)
 
 
 class DCGAN28(Architecture):
     """DCGAN for 28×28 images after the WGAN-GP MNIST code: a transposed-conv generator with
     tanh output, and a strided-conv LeakyReLU critic with a linear output and no batch norm
-    (batch norm breaks per-sample gradient penalties)."""
+    (batch norm breaks per-sample gradient penalties). ``pack`` k: the critic scores k images
+    stacked along channels (PacGAN); batch sizes must then be multiples of k."""
 
-    def __init__(self, width: int = 64):
+    def __init__(
+        self,
+        width: Annotated[int, Field(ge=1, le=2**12)] = 64,
+        pack: Annotated[int, Field(ge=1, le=64)] = 1,
+    ):
         self.width = width
+        self.pack = self.batch_multiple = pack
 
     def build(self, z_dim: int, data_shape: tuple[int, ...], output: Output):
         channels, height, wide = data_shape
@@ -67,19 +86,22 @@ class DCGAN28(Architecture):
             nn.Conv2d(d, channels, 3, padding=1),
             nn.Tanh(),
         )
-        critic = Critic(
-            nn.Sequential(
-                nn.Conv2d(channels, d, 4, stride=2, padding=1),  # 14×14
-                nn.LeakyReLU(0.2),
-                nn.Conv2d(d, 2 * d, 4, stride=2, padding=1),  # 7×7
-                nn.LeakyReLU(0.2),
-                nn.Conv2d(2 * d, 4 * d, 3, stride=2, padding=1),  # 4×4
-                nn.LeakyReLU(0.2),
-                nn.Flatten(),
-                nn.Linear(4 * d * 4 * 4, 1),
+
+        def critic(shape: tuple[int, ...]) -> nn.Module:
+            return Critic(
+                nn.Sequential(
+                    nn.Conv2d(shape[0], d, 4, stride=2, padding=1),  # 14×14
+                    nn.LeakyReLU(0.2),
+                    nn.Conv2d(d, 2 * d, 4, stride=2, padding=1),  # 7×7
+                    nn.LeakyReLU(0.2),
+                    nn.Conv2d(2 * d, 4 * d, 3, stride=2, padding=1),  # 4×4
+                    nn.LeakyReLU(0.2),
+                    nn.Flatten(),
+                    nn.Linear(4 * d * 4 * 4, 1),
+                )
             )
-        )
-        return generator, critic
+
+        return generator, packed(critic, data_shape, self.pack)
 
 
 @harness.hookimpl

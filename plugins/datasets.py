@@ -3,10 +3,11 @@
 import math
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 import torch
+from pydantic import Field
 
 import harness
 from harness.errors import HarnessError
@@ -32,7 +33,7 @@ class GaussianMixture(Dataset):
 class Ring8(GaussianMixture):
     """8 Gaussians on a circle of radius 2, σ 0.02, all scaled by 1/1.414 (WGAN-GP toy code)."""
 
-    def __init__(self, n: int = 100_000):
+    def __init__(self, n: Annotated[int, Field(ge=1, le=10**8)] = 100_000):
         angles = [2 * math.pi * k / 8 for k in range(8)]
         scale = 2 / 1.414
         centers = [(scale * math.cos(a), scale * math.sin(a)) for a in angles]
@@ -40,12 +41,40 @@ class Ring8(GaussianMixture):
 
 
 class Grid25(GaussianMixture):
-    """25 Gaussians at (2x, 2y), x, y ∈ {−2..2}, σ 0.05, all scaled by 1/2.828 (WGAN-GP)."""
+    """25 Gaussians on a 5 × 5 grid, centres spacing·{−2..2}² and standard deviation sigma,
+    all multiplied by scale. Defaults: the WGAN-GP toy code (spacing 2, σ 0.05, scale
+    1/2.828); PacGAN's Table 1 grid is spacing 2, σ 0.05, scale 1."""
 
-    def __init__(self, n: int = 100_000):
-        scale = 1 / 2.828
-        centers = [(2 * x * scale, 2 * y * scale) for x in range(-2, 3) for y in range(-2, 3)]
-        super().__init__(centers, 0.05 / 2.828, n)
+    def __init__(
+        self,
+        n: Annotated[int, Field(ge=1, le=10**8)] = 100_000,
+        spacing: Annotated[float, Field(gt=0, le=1e6)] = 2.0,
+        sigma: Annotated[float, Field(gt=0, le=1e6)] = 0.05,
+        scale: Annotated[float, Field(gt=0, le=1e6)] = 1 / 2.828,
+    ):
+        grid = [spacing * i * scale for i in range(-2, 3)]
+        super().__init__([(x, y) for x in grid for y in grid], sigma * scale, n)
+
+
+class SwissRoll(Dataset):
+    """The Swiss roll of scikit-learn with noise 0.25, its x and z columns divided by 7.5, as
+    in the WGAN-GP toy code (which draws a fresh batch each step; here ``n`` points per split, fixed
+    seed). No modes: coverage does not apply, transport and the critic's surface do."""
+
+    def __init__(
+        self,
+        n: Annotated[int, Field(ge=1, le=10**8)] = 100_000,
+        noise: Annotated[float, Field(ge=0, le=1e6)] = 0.25,
+        scale: Annotated[float, Field(gt=0, le=1e6)] = 1 / 7.5,
+    ):
+        self.n, self.noise, self.scale = n, noise, scale
+
+    def load(self, split: Literal["train", "test"], data_dir: Path | None = None) -> Samples:
+        from sklearn.datasets import make_swiss_roll
+
+        points, _ = make_swiss_roll(self.n, noise=self.noise, random_state=SPLIT_SEEDS[split])
+        x = torch.as_tensor(points[:, [0, 2]] * self.scale, dtype=torch.float32)
+        return Samples(x, torch.zeros(self.n, dtype=torch.long))
 
 
 @lru_cache(maxsize=1)
@@ -70,6 +99,26 @@ def stratified_split(labels: np.ndarray, test_share: float, seed: int = 0) -> di
         "train": rng.permutation(np.concatenate(train)),
         "test": rng.permutation(np.concatenate(test)),
     }
+
+
+MNIST_FILES = [
+    f"{split}-{kind}-idx{dims}-ubyte"
+    for split in ("train", "t10k")
+    for kind, dims in (("images", 3), ("labels", 1))
+]
+
+
+def _check_torchvision_mnist(data_dir: Path | None) -> None:
+    """What torchvision's MNIST will need, without importing it: --data-dir and its files."""
+    if data_dir is None:
+        raise HarnessError("dataset mnist with source 'torchvision' needs --data-dir")
+    raw = Path(data_dir) / "MNIST" / "raw"
+    missing = [name for name in MNIST_FILES if not (raw / name).is_file()]
+    if missing:
+        raise HarnessError(
+            f"MNIST not found under {data_dir}: no {raw / missing[0]}; the harness never "
+            "downloads: put the files there or use source 'embedded'"
+        )
 
 
 def _torchvision_mnist(split: str, data_dir: Path | None) -> tuple[np.ndarray, np.ndarray]:
@@ -98,6 +147,10 @@ class MNIST(Dataset):
     def __init__(self, source: Literal["embedded", "torchvision"] = "embedded"):
         self.source = source
 
+    def check(self, data_dir: Path | None = None) -> None:
+        if self.source == "torchvision":
+            _check_torchvision_mnist(data_dir)
+
     def load(self, split: Literal["train", "test"], data_dir: Path | None = None) -> Samples:
         if self.source == "embedded":
             pixels, labels = _embedded_mnist()
@@ -113,6 +166,7 @@ class MNIST(Dataset):
 def register_datasets(register):
     register("ring8", Ring8)
     register("grid25", Grid25)
+    register("swiss_roll", SwissRoll)
     register("mnist", MNIST)
     register("stacked_mnist", StackedMNIST)
 
@@ -124,7 +178,11 @@ class StackedMNIST(Dataset):
 
     modes = ClassModes(n_classes=10, channels=3)
 
-    def __init__(self, source: Literal["embedded", "torchvision"] = "embedded", n: int = 128_000):
+    def __init__(
+        self,
+        source: Literal["embedded", "torchvision"] = "embedded",
+        n: Annotated[int, Field(ge=1, le=10**6)] = 128_000,
+    ):
         self.digits = MNIST(source)
         self.n = n
 
@@ -135,6 +193,9 @@ class StackedMNIST(Dataset):
         x = digits.x[idx].squeeze(2)  # (n, 3, 28, 28)
         y = (digits.y[idx] * torch.tensor([100, 10, 1])).sum(1)
         return Samples(x, y)
+
+    def check(self, data_dir: Path | None = None) -> None:
+        self.digits.check(data_dir)
 
     def classifier_data(self, data_dir: Path | None = None) -> tuple[Samples, Samples]:
         return self.digits.classifier_data(data_dir)

@@ -1,19 +1,15 @@
 """Built-in metrics, registered like any third-party metric."""
 
-import hashlib
+from typing import Annotated
 
 import torch
+from pydantic import Field
 
 import harness
 from harness.evaluation import EvalContext
 from harness.evaluator import cache_dir
 from harness.metrics.coverage import class_coverage, gaussian_coverage
-from harness.metrics.fidelity import (
-    fidelity_metrics,
-    inception_fid,
-    inception_weights,
-    register_evaluator_extractor,
-)
+from harness.metrics.fidelity import evaluator_fidelity, inception_fid, inception_weights
 from harness.metrics.lipschitz import lipschitz_diagnostics
 from harness.metrics.stability import curve_stability
 from harness.metrics.transport import exact_w1
@@ -32,7 +28,11 @@ class ModeCoverage(Metric):
         "evaluator_test_accuracy": "max",
     }
 
-    def __init__(self, min_count: int = 1, class_min_share: float = 0.1):
+    def __init__(
+        self,
+        min_count: Annotated[int, Field(ge=1)] = 1,
+        class_min_share: Annotated[float, Field(gt=0, le=1)] = 0.1,
+    ):
         self.min_count, self.class_min_share = min_count, class_min_share
 
     def evaluate(self, ctx: EvalContext) -> dict[str, float]:
@@ -46,7 +46,7 @@ class ModeCoverage(Metric):
                 weights = modes.n_classes ** torch.arange(labels.shape[1] - 1, -1, -1)
                 labels = (labels * weights.to(labels.device)).sum(1)
             values = class_coverage(labels, modes.count, self.class_min_share)
-            return {**values, "evaluator_test_accuracy": evaluator.test_accuracy}
+            return {**values, "evaluator_test_accuracy": ctx.evaluator_test_accuracy()}
         return {}
 
 
@@ -57,7 +57,7 @@ class Transport(Metric):
 
     directions = {"w1_exact": "min", "w1_gap": "min"}
 
-    def __init__(self, max_samples: int = 2500):
+    def __init__(self, max_samples: Annotated[int, Field(ge=2, le=20_000)] = 2500):
         self.max_samples = max_samples
 
     def evaluate(self, ctx: EvalContext) -> dict[str, float]:
@@ -81,7 +81,12 @@ class Stability(Metric):
         "stability_oscillation": "min",
     }  # no direction for grad_norm_generator_*: its scale depends on the loss, not on quality
 
-    def __init__(self, curve: str = "auto", threshold: float | None = None, tail: int = 3):
+    def __init__(
+        self,
+        curve: str = "auto",
+        threshold: float | None = None,
+        tail: Annotated[int, Field(ge=1, le=10_000)] = 3,
+    ):
         self.curve, self.threshold, self.tail = curve, threshold, tail
 
     def summarize(self, ctx: EvalContext, history: dict) -> dict[str, float]:
@@ -121,7 +126,7 @@ class Lipschitz(Metric):
 
     directions = {"grad_norm_interp_frac_above_1": "min", "lipschitz_upper_bound": "min"}
 
-    def __init__(self, samples: int = 512):
+    def __init__(self, samples: Annotated[int, Field(ge=2, le=10**6)] = 512):
         self.samples = samples
 
     def evaluate(self, ctx: EvalContext) -> dict[str, float]:
@@ -144,36 +149,18 @@ class Fidelity(Metric):
 
     def __init__(self, kid: bool = True, prc: bool = True):
         self.measures = ("fid",) + ("kid",) * kid + ("prc",) * prc
-        self._floor: float | None = None
-        self._reference_key: str | None = None
 
     def evaluate(self, ctx: EvalContext) -> dict[str, float]:
         if not isinstance(ctx.dataset.modes, ClassModes):
             return {}
-        evaluator = ctx.evaluator()
-        name = register_evaluator_extractor(f"harness-mnist-{evaluator.fingerprint}", evaluator.net)
-        n = min(len(ctx.fake), len(ctx.train))
-        reference = ctx.train[:n]
-        if self._reference_key is None:
-            digest = hashlib.sha256(reference.cpu().numpy().tobytes()).hexdigest()[:16]
-            self._reference_key = f"{name}-{digest}"
-            half = min(n, len(ctx.train) // 2)
-            a, b = ctx.train[:half], ctx.train[half : 2 * half]
-            floor = fidelity_metrics(a, b, extractor=name, device=ctx.device, metrics=("fid",))
-            self._floor = floor["fid"]
-        values = fidelity_metrics(
-            ctx.fake[:n],
-            reference,
-            extractor=name,
+        return evaluator_fidelity(
+            ctx.fake,
+            ctx.train,
+            ctx.evaluator(),
             device=ctx.device,
             metrics=self.measures,
-            real_cache_key=self._reference_key,
             cache_dir=cache_dir() / "fidelity",
         )
-        out = {f"{k}_mnist": v for k, v in values.items() if k != "kid_std"}
-        if "kid_std" in values:
-            out["kid_mnist_std"] = values["kid_std"]
-        return out | {"fid_mnist_floor": self._floor, "fid_mnist_samples": float(n)}
 
 
 class InceptionFID(Metric):

@@ -2,8 +2,10 @@
 (Anil, Lucas & Grosse, 2019, "Sorting out Lipschitz function approximation")."""
 
 import math
+from typing import Annotated
 
 import torch
+from pydantic import Field
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
@@ -79,7 +81,12 @@ class Orthogonal(Constraint):
 
     default_optimizer = {"name": "adam", "lr": 2e-4, "betas": (0.5, 0.999)}
 
-    def __init__(self, iterations: int = 15, beta: float = 0.5, group_size: int = 2):
+    def __init__(
+        self,
+        iterations: Annotated[int, Field(ge=1, le=1000)] = 15,
+        beta: Annotated[float, Field(gt=0, le=0.5)] = 0.5,
+        group_size: Annotated[int, Field(ge=2, le=2**16)] = 2,
+    ):
         if not 1 <= iterations <= 1000:
             raise ValueError("iterations must be in [1, 1000]")
         if not 0 < beta <= 0.5:
