@@ -354,6 +354,19 @@ class RunTracker:
         for i in range(0, len(params), 100):
             client.log_batch(run_id, params=params[i : i + 100])
 
+    def log_params(self, values: dict[str, str]) -> None:
+        """Params of this session (provenance). A param cannot change, so a resumed run whose
+        value differs keeps the first and gets the new one as tag ``resumed.<name>``."""
+        from mlflow.entities import Param
+
+        logged = self.client.get_run(self.run_id).data.params
+        new = [Param(k, v) for k, v in values.items() if k not in logged]
+        if new:
+            self.client.log_batch(self.run_id, params=new)
+        for k, v in values.items():
+            if k in logged and logged[k] != v:
+                self.client.set_tag(self.run_id, f"resumed.{k}", v)
+
     def _logged_steps(self) -> set[tuple[str, int]]:
         run = self.client.get_run(self.run_id)
         return {
