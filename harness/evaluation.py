@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from harness.evaluator import Evaluator, load_evaluator
+from harness.evaluator import Evaluator, mnist_evaluator
 from harness.parts import Dataset, Loss, Metric, Samples
 from harness.suite import RunSpec
 
@@ -32,13 +32,19 @@ class EvalContext:
     step: int = 0
     fake: Tensor | None = None
     timings: dict[str, float] = field(default_factory=dict)
-    _evaluator: Evaluator | None = None
+    artifacts: dict[str, bytes] = field(default_factory=dict)  # path -> bytes, logged per eval
+    _test_accuracy: float | None = None
 
     def evaluator(self) -> Evaluator:
-        if self._evaluator is None:
-            train, test = self.dataset.classifier_data(self.data_dir)
-            self._evaluator = load_evaluator(train, test, device=self.device)
-        return self._evaluator
+        """The frozen MNIST evaluator (shipped weights), on this run's device."""
+        return mnist_evaluator(self.device)
+
+    def evaluator_test_accuracy(self) -> float:
+        """The evaluator's accuracy on this dataset's test digits (measured once)."""
+        if self._test_accuracy is None:
+            test = self.dataset.classifier_data(self.data_dir)[1]
+            self._test_accuracy = self.evaluator().accuracy(test)
+        return self._test_accuracy
 
     @torch.no_grad()
     def generate(self, n: int, batch_size: int = 1000) -> Tensor:
@@ -64,6 +70,7 @@ def evaluate(ctx: EvalContext, metrics: dict[str, Metric]) -> dict[str, float]:
     """Generate the evaluation samples once and run every metric on them."""
     start = time.perf_counter()
     ctx.fake = ctx.generate(ctx.spec.eval.samples)
+    ctx.artifacts = {}
     values: dict[str, float] = {}
     for metric in metrics.values():
         values.update(metric.evaluate(ctx))

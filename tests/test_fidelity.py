@@ -5,7 +5,7 @@ import torch
 from conftest import TOY_SUITE
 
 from harness.errors import SuiteError
-from harness.evaluator import load_evaluator
+from harness.evaluator import mnist_evaluator
 from harness.metrics.fidelity import (
     MissingWeightsError,
     fidelity_metrics,
@@ -22,8 +22,8 @@ CPU = torch.device("cpu")
 @pytest.fixture(scope="module")
 def mnist():
     data = MNIST()
-    train, test = data.load("train"), data.load("test")
-    evaluator = load_evaluator(train, test, device=CPU)
+    train = data.load("train")
+    evaluator = mnist_evaluator(CPU)
     name = register_evaluator_extractor(f"test-{evaluator.fingerprint}", evaluator.net)
     return train, name
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 from conftest import TOY_SUITE
 
-from harness.evaluator import load_evaluator
+from harness.evaluator import mnist_evaluator
 from harness.metrics.coverage import class_coverage
 from harness.metrics.stability import curve_stability
 from harness.metrics.transport import exact_w1
@@ -91,7 +91,7 @@ def test_stacked_mnist_has_1000_modes_and_real_samples_cover_nearly_all():
     data = StackedMNIST(n=10_000)
     test = data.load("test")
     assert test.x.shape == (10_000, 3, 28, 28) and data.modes.count == 1000
-    evaluator = load_evaluator(*data.classifier_data(), device=torch.device("cpu"))
+    evaluator = mnist_evaluator()
     labels = evaluator.predict(test.x)
     assert labels.shape == (10_000, 3)
     codes = (labels * torch.tensor([100, 10, 1])).sum(1)

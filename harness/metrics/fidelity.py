@@ -1,13 +1,16 @@
 """FID, KID and precision/recall through torch-fidelity, offline.
 
-The feature extractor is the harness's MNIST evaluator (penultimate layer), registered with
-torch-fidelity under a name carrying the evaluator's data fingerprint; multi-channel inputs
-(Stacked MNIST) are embedded channel by channel and concatenated. Inception-v3 FID runs only
-from a local weights file: nothing is ever downloaded.
+The feature extractor is the harness's frozen MNIST evaluator (penultimate layer), registered
+with torch-fidelity under a name carrying its weights' hash and device; multi-channel inputs
+(Stacked MNIST) are embedded channel by channel and concatenated. Cached real statistics and
+real-vs-real floors are keyed by the extractor, the exact reference samples, the device and the
+CPU thread count.
+Inception-v3 FID runs only from a local weights file: nothing is ever downloaded.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -19,6 +22,7 @@ from harness.errors import HarnessError
 
 FEATURE = "penultimate"
 _EVALUATORS: dict[str, nn.Module] = {}
+_FLOORS: dict[str, float] = {}  # real-vs-real FID by extractor, exact halves and device
 
 
 class MissingWeightsError(HarnessError, FileNotFoundError):
@@ -128,6 +132,71 @@ def fidelity_metrics(
         "f_score": "f_score",
     }
     return {names[k]: float(v) for k, v in values.items() if k in names}
+
+
+def data_digest(x: Tensor) -> str:
+    """A hash of a tensor's exact contents and shape."""
+    x = x.detach().cpu().contiguous()
+    digest = hashlib.sha256(f"{x.dtype}|{tuple(x.shape)}|".encode())
+    digest.update(x.numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def _numerics(device: torch.device) -> str:
+    """What float rounding of features depends on besides the data: device and, on CPU, the
+    torch thread count (features agree to ~1e-6 across counts; cached values must be exact)."""
+    return f"{device.type}{torch.get_num_threads()}t" if device.type == "cpu" else device.type
+
+
+def real_floor(train: Tensor, n: int, *, extractor: str, device: torch.device) -> float:
+    """FID between two disjoint halves of ``train`` of up to ``n`` samples each: the value two
+    real sets of the evaluated size reach. Computed once per process for each exact input."""
+    half = min(n, len(train) // 2)
+    a, b = train[:half], train[half : 2 * half]
+    key = f"{extractor}|{data_digest(a)}|{data_digest(b)}|{_numerics(device)}"
+    if key not in _FLOORS:
+        _FLOORS[key] = fidelity_metrics(a, b, extractor=extractor, device=device, metrics=("fid",))[
+            "fid"
+        ]
+    return _FLOORS[key]
+
+
+def evaluator_fidelity(
+    generated: Tensor,
+    train: Tensor,
+    evaluator,
+    *,
+    device: torch.device,
+    metrics: tuple[str, ...] = ("fid", "kid", "prc"),
+    cache_dir: Path | None = None,
+) -> dict[str, float]:
+    """The ``fid`` metric's values for ``generated`` against the first n of ``train`` (n the
+    smaller count) in ``evaluator``'s feature space: ``fid_mnist``, ``kid_mnist``(``_std``),
+    ``precision_mnist``, ``recall_mnist``, ``f_score_mnist``, the real-vs-real floor
+    ``fid_mnist_floor`` and ``fid_mnist_samples``. The reference statistics are cached under
+    ``cache_dir`` (None: not cached) by extractor, exact reference samples and numerics."""
+    import torch_fidelity
+
+    name = register_evaluator_extractor(
+        f"harness-mnist-{evaluator.fingerprint}-{device.type}", evaluator.net
+    )
+    n = min(len(generated), len(train))
+    reference = train[:n]
+    key = f"{name}-{data_digest(reference)}-{_numerics(device)}-tf{torch_fidelity.__version__}"
+    values = fidelity_metrics(
+        generated[:n],
+        reference,
+        extractor=name,
+        device=device,
+        metrics=metrics,
+        real_cache_key=key,
+        cache_dir=cache_dir,
+    )
+    out = {f"{k}_mnist": v for k, v in values.items() if k != "kid_std"}
+    if "kid_std" in values:
+        out["kid_mnist_std"] = values["kid_std"]
+    floor = real_floor(train, n, extractor=name, device=device)
+    return out | {"fid_mnist_floor": floor, "fid_mnist_samples": float(n)}
 
 
 def inception_weights(path: str | None) -> Path:
