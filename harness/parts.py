@@ -65,6 +65,10 @@ class Architecture:
     ) -> tuple[nn.Module, nn.Module]:
         raise NotImplementedError
 
+    def check(self, data_shape: tuple[int, ...]) -> None:
+        """Cheap check, run by ``validate`` when the dataset declares its ``shape``, that
+        ``build`` accepts it; raise ``ValueError`` with a one-line reason. Default: any."""
+
 
 @dataclass(frozen=True)
 class GaussianModes:
@@ -101,6 +105,7 @@ class Dataset:
     """A data set: ``load`` returns samples scaled to the generator's output range."""
 
     modes: GaussianModes | ClassModes | None = None
+    shape: tuple[int, ...] | None = None  # one sample's, if known before loading: validated
 
     def load(self, split: Literal["train", "test"], data_dir: Path | None = None) -> Samples:
         raise NotImplementedError

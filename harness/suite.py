@@ -418,6 +418,7 @@ def resolve(
             variants = [(s, _swept(base, s, registry, name)) for s in expand(sweep, at)]
         for setting, parts in variants:
             check_batches(registry, parts, where)
+            check_shapes(registry, parts)
             for seed in config.seeds:
                 runs.append(
                     RunSpec(
@@ -448,6 +449,22 @@ def check_batches(registry: Registry, parts: dict, field: str) -> None:
                 f"{arch.params} scores batches {k} samples at a time",
                 field=field,
             )
+
+
+def check_shapes(registry: Registry, parts: dict) -> None:
+    """The architecture accepts the dataset's sample shape, when the dataset declares it."""
+    data, arch = parts["dataset"], parts["architecture"]
+    shape = registry.create("dataset", data.name, data.params, field="dataset").shape
+    if shape is None:
+        return
+    built = registry.create("architecture", arch.name, arch.params, field="architecture")
+    try:
+        built.check(tuple(shape))
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # a plugin's check failing is a suite error, never a crash
+        message = f"architecture {arch.name!r} cannot train on dataset {data.name!r}: {exc}"
+        raise SuiteError(message, field="architecture") from None
 
 
 def _sweeps(sweep: SweepConfig | None) -> bool:

@@ -70,10 +70,14 @@ class DCGAN28(Architecture):
         self.width = width
         self.pack = self.batch_multiple = pack
 
+    def check(self, data_shape: tuple[int, ...]) -> None:
+        if len(data_shape) != 3 or tuple(data_shape[1:]) != (28, 28):
+            shape = "×".join(map(str, data_shape))
+            raise ValueError(f"dcgan28 needs C×28×28 images, got samples of shape {shape}")
+
     def build(self, z_dim: int, data_shape: tuple[int, ...], output: Output):
+        self.check(data_shape)
         channels, height, wide = data_shape
-        if (height, wide) != (28, 28):
-            raise ValueError(f"dcgan28 needs 28×28 images, got {height}×{wide}")
         d = self.width
         generator = nn.Sequential(
             nn.Linear(z_dim, 4 * d * 7 * 7),

@@ -19,6 +19,8 @@ SPLIT_SEEDS = {"train": 0, "test": 1}
 class GaussianMixture(Dataset):
     """Equal-weight 2-D Gaussian mixture sampled once per split with a fixed seed."""
 
+    shape = (2,)
+
     def __init__(self, centers: list[tuple[float, float]], sigma: float, n: int):
         self.modes = GaussianModes(torch.tensor(centers, dtype=torch.float32), sigma)
         self.n = n
@@ -60,6 +62,8 @@ class SwissRoll(Dataset):
     """The Swiss roll of scikit-learn with noise 0.25, its x and z columns divided by 7.5, as
     in the WGAN-GP toy code (which draws a fresh batch each step; here ``n`` points per split, fixed
     seed). No modes: coverage does not apply, transport and the critic's surface do."""
+
+    shape = (2,)
 
     def __init__(
         self,
@@ -143,6 +147,7 @@ class MNIST(Dataset):
     the full 70,000 from ``--data-dir``."""
 
     modes = ClassModes(n_classes=10)
+    shape = (1, 28, 28)
 
     def __init__(self, source: Literal["embedded", "torchvision"] = "embedded"):
         self.source = source
@@ -177,6 +182,7 @@ class StackedMNIST(Dataset):
     with a fixed seed from the chosen MNIST source's split. PacGAN trains on 128,000."""
 
     modes = ClassModes(n_classes=10, channels=3)
+    shape = (3, 28, 28)
 
     def __init__(
         self,
