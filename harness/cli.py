@@ -367,6 +367,74 @@ def table(
 
 
 @app.command()
+def score(
+    samples: Annotated[
+        Path, typer.Argument(help="An .npy, .npz or .pt array, or a folder of PNG images.")
+    ],
+    dataset: Annotated[
+        str, typer.Option(help="What the samples imitate: mnist, stacked_mnist, ring8, grid25.")
+    ],
+    metrics: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated metric plugins [default: mode_coverage,fid,transport]."),
+    ] = None,
+    log: Annotated[
+        bool, typer.Option("--log", help="Also record the scores as an MLflow run.")
+    ] = False,
+    name: Annotated[
+        str | None, typer.Option(help="Its name in tables: score:NAME [default: the file's stem].")
+    ] = None,
+    suite: Annotated[
+        Path | None, typer.Option(help="With --log: into this suite's experiment.")
+    ] = None,
+    experiment: Annotated[
+        str | None, typer.Option(help="With --log: into this experiment [default: score].")
+    ] = None,
+    device: Annotated[str, typer.Option(help="cpu, cuda[:N] or auto.")] = "cpu",
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Where on-disk datasets live (mnist source torchvision).")
+    ] = None,
+    tracking_uri: Annotated[str | None, typer.Option(help="MLflow URI.")] = None,
+):
+    """Score SAMPLES made elsewhere with the metrics a run logs (images: uint8 0–255, or floats
+    in [0, 1] or [−1, 1]; toys: (N, 2) points)."""
+    from harness import scoring
+    from harness.tables import experiment_name
+
+    try:
+        if (suite or experiment) and not log:
+            raise HarnessError("--suite and --experiment say where --log records: add --log")
+        target = experiment_name(suite, experiment) if (suite or experiment) else "score"
+        values = scoring.score(
+            samples,
+            dataset,
+            metrics=metrics.split(",") if metrics else None,
+            device=device,
+            data_dir=data_dir,
+            log=log,
+            name=name,
+            experiment=target,
+            tracking_uri=tracking_uri,
+        )
+    except HarnessError as exc:
+        fail(exc)
+    out = Table(title=f"{escape(str(samples))} as {escape(dataset)}")
+    out.add_column("metric")
+    out.add_column("value", justify="right")
+    for key, value in values.items():
+        out.add_row(escape(key), f"{value:.6g}")
+    console.print(out)
+    if "fid_mnist" in values:
+        console.print(
+            f"fid_mnist {values['fid_mnist']:.4g}; two real sets of "
+            f"{values['fid_mnist_samples']:.0f} digits reach {values['fid_mnist_floor']:.4g}"
+        )
+    if log:
+        label = scoring.run_name(name, str(samples))
+        console.print(f"logged as strategy {escape(label)} in experiment {escape(target)}")
+
+
+@app.command()
 def report(
     out: Annotated[Path, typer.Option(help="Directory for report.html, figures and tables.")],
     suite: Annotated[

@@ -32,7 +32,12 @@ def directions(registry: Registry) -> dict[str, str]:
 
 def outcomes_frame(outcomes) -> pd.DataFrame:
     rows = [
-        {"strategy": o.spec.strategy, "seed": o.spec.seed, "status": o.status, **o.metrics}
+        {
+            "strategy": o.spec.strategy + (f" @ {o.spec.setting}" if o.spec.setting else ""),
+            "seed": o.spec.seed,
+            "status": o.status,
+            **o.metrics,
+        }
         for o in outcomes
     ]
     return pd.DataFrame(rows)

@@ -24,7 +24,14 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from harness.errors import SuiteError
 
@@ -80,6 +87,14 @@ class SweepConfig(_Strict):
     settings: dict[SettingName, dict[str, Any]] = Field(default_factory=dict)
     grid: dict[str, Annotated[list[Any], Field(min_length=1)]] = Field(default_factory=dict)
     random: RandomSweep | None = None
+
+    @field_validator("settings", mode="before")
+    @classmethod
+    def _drop_removed(cls, value: Any) -> Any:
+        """``C: null`` removes a setting (a profile merged over the suite can only do that)."""
+        return (
+            {k: v for k, v in value.items() if v is not None} if isinstance(value, dict) else value
+        )
 
     @property
     def size(self) -> int:
