@@ -19,4 +19,11 @@ def train(*args, **kwargs):
     return _train(*args, **kwargs)
 
 
-__all__ = ["__version__", "hookimpl", "train"]
+def score(*args, **kwargs) -> dict[str, float]:
+    """Score samples made elsewhere with a run's metrics; see :func:`harness.scoring.score`."""
+    from harness.scoring import score as _score
+
+    return _score(*args, **kwargs)
+
+
+__all__ = ["__version__", "hookimpl", "score", "train"]
