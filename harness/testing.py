@@ -146,6 +146,7 @@ def _constraint_trial(make, label: str, shape, device, seed: int) -> tuple[nn.Mo
     real = torch.randn(BATCH, *shape, device=device)
     fake = generator(torch.randn(BATCH, Z_DIM, device=device))  # in the graph: leaks show
 
+    architecture = dict(critic.named_parameters())
     critic = _call(label, "wrap_critic", part.wrap_critic, critic)
     _require(
         isinstance(critic, nn.Module),
@@ -166,9 +167,20 @@ def _constraint_trial(make, label: str, shape, device, seed: int) -> tuple[nn.Mo
         "wrap_critic must keep the critic's parameters trainable; frozen: "
         + (", ".join(frozen) or "all (it has no parameters)"),
     )
+    kept = {id(p) for p in critic.parameters()}
+    lost = [n for n, p in architecture.items() if id(p) not in kept]
+    _require(
+        not lost,
+        label,
+        "wrap_critic must keep the critic's Parameter objects (reparametrize them, e.g. with "
+        "torch.nn.utils.parametrize, instead of assigning a new nn.Parameter); replaced: "
+        + ", ".join(lost),
+    )
     values = {"critic output after wrap_critic": out.detach()}
+    trained = dict(critic.named_parameters())  # what the trainer's optimiser will hold
 
     penalty = _call(label, "penalty", part.penalty, critic, real, fake)
+    _check_same_parameters(label, "penalty", critic, trained)
     if penalty is not None:
         _check_penalty(label, penalty, generator, critic)
         values["penalty"] = penalty.detach()
@@ -192,6 +204,7 @@ def _constraint_trial(make, label: str, shape, device, seed: int) -> tuple[nn.Mo
         label,
         "after_critic_step must not return a tensor that requires grad",
     )
+    _check_same_parameters(label, "after_critic_step", critic, trained)
     bad = [n for n, p in critic.named_parameters() if p.grad_fn is not None or not p.requires_grad]
     _require(
         not bad,
@@ -202,6 +215,21 @@ def _constraint_trial(make, label: str, shape, device, seed: int) -> tuple[nn.Mo
     _require(bool(params.isfinite().all()), label, "after_critic_step left non-finite parameters")
     values["parameters after after_critic_step"] = params
     return critic, values
+
+
+def _check_same_parameters(label: str, hook: str, critic: nn.Module, trained: dict) -> None:
+    """The optimiser holds the wrapped critic's Parameter objects: a hook that assigns new
+    ones leaves it updating stale tensors, and the critic silently stops learning."""
+    now = dict(critic.named_parameters())
+    replaced = [n for n, p in trained.items() if now.get(n) is not p]
+    replaced += [n for n in now if n not in trained]
+    _require(
+        not replaced,
+        label,
+        f"{hook} must update the critic's parameters in place (p.copy_(...), p.clamp_(...) "
+        "under torch.no_grad()), never assign a new nn.Parameter: the optimiser keeps "
+        "updating the old ones and the critic stops learning; replaced: " + ", ".join(replaced),
+    )
 
 
 def _check_penalty(label: str, penalty, generator: nn.Module, critic: nn.Module) -> None:
@@ -242,9 +270,11 @@ def _check_penalty(label: str, penalty, generator: nn.Module, critic: nn.Module)
 
 def check_constraint(part: type[Constraint] | Constraint, /, *, device="cpu", **params) -> None:
     """Check a Lipschitz constraint on an MLP and a conv critic: ``wrap_critic`` keeps the
-    output shape and trainable parameters; ``penalty`` is ``None`` or a finite scalar that
-    backpropagates into the critic and not into the generator; ``after_critic_step`` builds no
-    autograd graph; all of it repeats under a seed; and the wrapped critic's ``state_dict``
+    output shape, trainable parameters and the critic's Parameter objects; ``penalty`` is
+    ``None`` or a finite scalar that backpropagates into the critic and not into the
+    generator; ``penalty`` and ``after_critic_step`` change parameters only in place (the
+    optimiser holds them); ``after_critic_step`` builds no autograd graph; all of it repeats
+    under a seed; and the wrapped critic's ``state_dict``
     loads into a freshly wrapped critic, which then gives the same outputs."""
     make, label = _factory(part, Constraint, params)
     device = torch.device(device)

@@ -66,6 +66,38 @@ class GraphProjection(Constraint):
             p.data = p.clamp(-0.01, 0.01)
 
 
+class ReplacingClip(Constraint):
+    """Weight clipping written with new Parameter objects: the optimiser keeps stepping the
+    old ones, so the critic stops learning (w1_critic -0.001 vs 0.020 in place)."""
+
+    def after_critic_step(self, critic):
+        with torch.no_grad():
+            for m in critic.modules():
+                if isinstance(m, nn.Linear | nn.Conv2d):
+                    m.weight = nn.Parameter(m.weight.clamp(-0.01, 0.01))
+
+
+class InPlaceClip(Constraint):
+    def after_critic_step(self, critic):
+        with torch.no_grad():
+            for p in critic.parameters():
+                p.clamp_(-0.01, 0.01)
+
+
+class ReplacingPenalty(Constraint):
+    def penalty(self, critic, real, fake):
+        first = next(m for m in critic.modules() if isinstance(m, nn.Linear | nn.Conv2d))
+        first.bias = nn.Parameter(first.bias.detach().clone())
+        return critic(real).pow(2).mean()
+
+
+class ReplacingWrap(Constraint):
+    def wrap_critic(self, critic):
+        first = next(m for m in critic.modules() if isinstance(m, nn.Linear | nn.Conv2d))
+        first.weight = nn.Parameter(first.weight.detach() * 0.5)
+        return critic
+
+
 class UnseededPenalty(Constraint):
     def penalty(self, critic, real, fake):
         eps = float(np.random.default_rng().random())  # OS entropy, not the run's seed
@@ -135,6 +167,29 @@ class ShortLabels(Dataset):
         ),
         (
             check_constraint,
+            ReplacingClip,
+            "constraint ReplacingClip: after_critic_step must update the critic's parameters "
+            "in place (p.copy_(...), p.clamp_(...) under torch.no_grad()), never assign a new "
+            "nn.Parameter: the optimiser keeps updating the old ones and the critic stops "
+            "learning; replaced: 0.weight, 2.weight",
+        ),
+        (
+            check_constraint,
+            ReplacingPenalty,
+            "constraint ReplacingPenalty: penalty must update the critic's parameters in place "
+            "(p.copy_(...), p.clamp_(...) under torch.no_grad()), never assign a new "
+            "nn.Parameter: the optimiser keeps updating the old ones and the critic stops "
+            "learning; replaced: 0.bias",
+        ),
+        (
+            check_constraint,
+            ReplacingWrap,
+            "constraint ReplacingWrap: wrap_critic must keep the critic's Parameter objects "
+            "(reparametrize them, e.g. with torch.nn.utils.parametrize, instead of assigning a "
+            "new nn.Parameter); replaced: 0.weight",
+        ),
+        (
+            check_constraint,
             UnseededPenalty,
             "constraint UnseededPenalty: must be deterministic under a seed, but the penalty "
             "differs between two runs with seed 0",
@@ -177,3 +232,7 @@ def test_parameters_go_with_the_class():
         check_constraint(REGISTRY.create("constraint", "weight_clip", {}), c=0.1)
     with pytest.raises(TypeError, match="not a subclass of harness.parts.Constraint"):
         check_constraint(SwappedWasserstein)
+
+
+def test_in_place_projection_passes_where_replacing_parameters_fails():
+    check_constraint(InPlaceClip)  # the same clip as ReplacingClip, written in place
