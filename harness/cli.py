@@ -443,6 +443,9 @@ def report(
     experiment: Annotated[str | None, typer.Option(help="Experiment name instead.")] = None,
     runs: Annotated[str | None, typer.Option(help="Only runs of this parent run id.")] = None,
     tracking_uri: Annotated[str | None, typer.Option(help="MLflow URI.")] = None,
+    all_versions: Annotated[
+        bool, typer.Option("--all-versions", help="Include runs of older code, as in table.")
+    ] = False,
 ):
     """Write a self-contained HTML report: tables, curves, coverage, gradient norms, samples."""
     from harness.report import write_report
@@ -451,7 +454,7 @@ def report(
 
     try:
         name = experiment_name(suite, experiment)
-        page = write_report(tracking_uri or default_tracking_uri(), name, out, runs)
+        page = write_report(tracking_uri or default_tracking_uri(), name, out, runs, all_versions)
     except HarnessError as exc:
         fail(exc)
     console.print(f"wrote {page} (figures as PNG, table.md, table.csv, runs.csv beside it)")

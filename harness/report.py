@@ -49,15 +49,21 @@ class Figure:
     png: bytes
 
 
-def write_report(uri: str, experiment: str, out: Path, parent: str | None = None) -> Path:
+def write_report(
+    uri: str, experiment: str, out: Path, parent: str | None = None, all_versions: bool = False
+) -> Path:
     """Write ``report.html`` with its figures (PNG), ``table.md``, ``table.csv`` and
-    ``runs.csv`` (one row per run, final metrics) into ``out``; returns the page's path."""
+    ``runs.csv`` (one row per run, final metrics) into ``out``; returns the page's path. Only
+    runs of the code installed now, unless ``all_versions`` (see :mod:`harness.identity`)."""
     from mlflow.tracking import MlflowClient
 
+    from harness.identity import current_checker
     from harness.registry import Registry
     from harness.summary import directions
+    from harness.surface import surface_figure
 
-    frame = tables.load_runs(uri, experiment, parent)  # HarnessError when unknown or empty
+    current = None if all_versions else current_checker()
+    frame = tables.load_runs(uri, experiment, parent, current)  # HarnessError: unknown, empty
     known = directions(Registry())
     metrics = tables.default_metrics(frame, known)
     table = tables.aggregate(frame, metrics, known)
@@ -73,7 +79,16 @@ def write_report(uri: str, experiment: str, out: Path, parent: str | None = None
         coverage_figure(usable, colors),
         gradient_figure(usable, colors),
         samples_figure(client, frame, colors),
+        surface_figure(client, frame, colors),
     ]
+    if frame["setting"].ne("").any():  # a sweep: each metric over settings, budget curves
+        from harness import robustness
+
+        figures += [
+            robustness.settings_figure(frame, metrics, colors),
+            robustness.budget_figure(frame, metrics, known, colors),
+        ]
+        robustness.write_markdown(frame, metrics, known, out / "robustness.md")
     figures = [f for f in figures if f is not None]
     for figure in figures:
         (out / f"{figure.name}.png").write_bytes(figure.png)

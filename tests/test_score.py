@@ -193,3 +193,6 @@ def test_logged_scores_sit_beside_trained_strategies(write_suite, tmp_path):
     assert run.data.params["eval.samples"] == "200" and run.data.params["dataset.name"] == "ring8"
     assert run.data.params["identity.metric.mode_coverage"].startswith("harness==")
     assert "eval_protocol" in run.data.params and "torch_version" in run.data.params
+    report = cli("report", suite, "--out", tmp_path / "report", "--tracking-uri", uri)
+    assert report.exit_code == 0, report.output
+    assert "score:ring" in (tmp_path / "report" / "table.md").read_text()
