@@ -178,3 +178,65 @@ def test_is_current_needs_matching_identity_and_version():
     assert not is_current({**good, "harness_version": "0.0.0-old"}, registry)
     assert not is_current({"harness_version": version}, registry)  # logged without identity
     assert is_current({**good, "identity.constraint.gone": "x"}, registry)  # cannot tell
+
+
+PACKAGE_SUITE = """
+name: ident_pkg
+dataset: {name: ring8, n: 1000}
+architecture: {name: mlp, width: 8, depth: 2, z_dim: 2}
+train: {steps: 2, batch_size: 16, n_critic: 1, log_every: 1}
+strategies:
+  gp: {loss: wasserstein, constraint: gradient_penalty}
+  pkg: {loss: wasserstein, constraint: pkgclip}
+seeds: [0, 1]
+metrics: [mode_coverage]
+"""
+
+
+def test_an_installed_package_edit_or_version_bump_changes_only_its_runs(
+    tmp_path, monkeypatch, write_suite
+):
+    """A throwaway installed distribution (module + dist-info with an entry point)."""
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = tmp_path / "thirdparty_pkgclip.py"
+    module.write_text(PLUGIN.replace("softclip", "pkgclip"))
+    info = tmp_path / "harness_pkgclip-0.1.dist-info"
+    info.mkdir()
+    metadata = "Metadata-Version: 2.1\nName: harness-pkgclip\nVersion: {}\n"
+    (info / "METADATA").write_text(metadata.format("0.1"))
+    (info / "entry_points.txt").write_text("[harness]\nmain = thirdparty_pkgclip\n")
+    importlib.invalidate_caches()
+    suite = write_suite(PACKAGE_SUITE)
+    try:
+        identity = Registry().get("constraint", "pkgclip").identity
+        assert (identity.dist, identity.version) == ("harness-pkgclip", "0.1")
+        first = keys(suite)
+        module.write_text(
+            PLUGIN.replace("softclip", "pkgclip").replace("(-self.c,", "(-2 * self.c,")
+        )
+        sys.modules.pop("thirdparty_pkgclip", None)
+        edited = keys(suite)
+        (info / "METADATA").write_text(metadata.format("0.2"))
+        bumped = keys(suite)
+    finally:
+        sys.modules.pop("thirdparty_pkgclip", None)
+    for before, after in [(first, edited), (edited, bumped)]:
+        assert {k for k in before if before[k] != after[k]} == {("pkg", 0), ("pkg", 1)}
+
+
+def test_a_table_of_only_older_runs_says_so_in_one_line(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("old")
+    tags = {"harness.kind": "run", "strategy": "a", "seed": "0", "status": "finished"}
+    run = client.create_run(experiment, tags=tags | {"run_key": "k"}).info.run_id
+    client.log_param(run, "harness_version", __import__("harness").__version__)
+    client.log_metric(run, "modes_covered", 3.0)
+    result = harness("table", "--experiment", "old", "--tracking-uri", uri)
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert (
+        len(lines) == 1 and "only runs of older code" in lines[0] and "--all-versions" in lines[0]
+    )
+    every = harness("table", "--experiment", "old", "--tracking-uri", uri, "--all-versions")
+    assert every.exit_code == 0 and "| a | 1 | 0 |" in every.output
