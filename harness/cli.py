@@ -30,6 +30,13 @@ ProfileOpt = Annotated[
 MaxRunsOpt = Annotated[
     int, typer.Option(min=1, help="Refuse a suite whose sweeps expand to more runs than this.")
 ]
+ProtocolOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Only runs of this evaluation protocol (an id or its prefix, as in the footnote; "
+        "needed when runs of several are stored)."
+    ),
+]
 MAX_RUNS = 500  # harness.suite.MAX_RUNS, not imported here: the CLI starts fast
 
 
@@ -323,6 +330,7 @@ def table(
             help="Include runs of older plugin code or harness versions (default: current only).",
         ),
     ] = False,
+    protocol: ProtocolOpt = None,
 ):
     """Compare strategies across seeds: mean ± 95 % CI, best marked, ranks, protocol footnote."""
     from harness import tables
@@ -335,7 +343,7 @@ def table(
         experiment = tables.experiment_name(suite, experiment)
         current = None if all_versions else current_checker()
         uri = tracking_uri or default_tracking_uri()
-        frame = tables.load_runs(uri, experiment, runs, current=current)
+        frame = tables.load_runs(uri, experiment, runs, current=current, protocol=protocol)
         known = directions(Registry())
         chosen = metrics.split(",") if metrics else tables.default_metrics(frame, known)
         if by not in (None, "setting"):
@@ -446,6 +454,7 @@ def report(
     all_versions: Annotated[
         bool, typer.Option("--all-versions", help="Include runs of older code, as in table.")
     ] = False,
+    protocol: ProtocolOpt = None,
 ):
     """Write a self-contained HTML report: tables, curves, coverage, gradient norms, samples."""
     from harness.report import write_report
@@ -454,7 +463,8 @@ def report(
 
     try:
         name = experiment_name(suite, experiment)
-        page = write_report(tracking_uri or default_tracking_uri(), name, out, runs, all_versions)
+        uri = tracking_uri or default_tracking_uri()
+        page = write_report(uri, name, out, runs, all_versions, protocol=protocol)
     except HarnessError as exc:
         fail(exc)
     console.print(f"wrote {page} (figures as PNG, table.md, table.csv, runs.csv beside it)")

@@ -50,7 +50,12 @@ class Figure:
 
 
 def write_report(
-    uri: str, experiment: str, out: Path, parent: str | None = None, all_versions: bool = False
+    uri: str,
+    experiment: str,
+    out: Path,
+    parent: str | None = None,
+    all_versions: bool = False,
+    protocol: str | None = None,
 ) -> Path:
     """Write ``report.html`` with its figures (PNG), ``table.md``, ``table.csv`` and
     ``runs.csv`` (one row per run, final metrics) into ``out``; returns the page's path. Only
@@ -63,7 +68,7 @@ def write_report(
     from harness.surface import surface_figure
 
     current = None if all_versions else current_checker()
-    frame = tables.load_runs(uri, experiment, parent, current)  # HarnessError: unknown, empty
+    frame = tables.load_runs(uri, experiment, parent, current, protocol)  # HarnessError
     known = directions(Registry())
     metrics = tables.default_metrics(frame, known)
     table = tables.aggregate(frame, metrics, known)

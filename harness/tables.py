@@ -4,6 +4,7 @@ confidence intervals, best values, ranks, a protocol footnote, and two-strategy 
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Callable
 from html import escape
 from pathlib import Path
@@ -17,7 +18,9 @@ from harness.errors import HarnessError
 OK = ("finished", "skipped")
 BAD = ("diverged", "failed")
 BOLD = {"markdown": "**{}**", "latex": "\\textbf{{{}}}", "html": "<b>{}</b>"}
+UNRECORDED = "unrecorded"  # runs from before evaluation protocols were logged
 PROTOCOL_PARAMS = {
+    "eval_protocol": "protocol",
     "dataset.name": "dataset",
     "dataset.params.source": "source",
     "train.steps": "steps",
@@ -46,11 +49,13 @@ def load_runs(
     experiment: str,
     parent: str | None = None,
     current: Callable[[dict[str, str]], bool] | None = None,
+    protocol: str | None = None,
 ) -> pd.DataFrame:
     """One row per (strategy, setting, seed): the latest child run, its id, status, params
     (a sweep's values as ``sweep.PATH``) and final metrics; ``harness score`` runs too, as
     strategy ``score:NAME``. With ``current`` (harness.identity.current_checker), only runs
-    of the code installed now; ``frame.attrs["older"]`` counts the others."""
+    of the code installed now; ``frame.attrs["older"]`` counts the others. Runs of one
+    evaluation protocol only (:func:`select_protocol`)."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(uri)
@@ -79,6 +84,7 @@ def load_runs(
                 f"experiment {experiment!r} has only runs of older code or harness versions "
                 f"({older}): re-run the suite, or --all-versions to tabulate them"
             )
+    runs = select_protocol(runs, protocol, experiment)
     rows = [
         {
             "strategy": r.data.tags["strategy"],
@@ -102,6 +108,31 @@ def load_runs(
     frame = frame.reset_index(drop=True)
     frame.attrs["older"] = older
     return frame
+
+
+def select_protocol(runs: list, protocol: str | None, experiment: str) -> list:
+    """The runs measured under one evaluation protocol (their ``eval_protocol`` param, see
+    :func:`harness.evaluator.evaluation_protocol`): ``protocol`` (an id or a unique prefix of
+    one), else the only one there is. Numbers of different protocols are not comparable, so
+    several without a choice is an error."""
+    of = {id(r): r.data.params.get("eval_protocol", UNRECORDED) for r in runs}
+    found = Counter(of.values())
+    listed = ", ".join(f"{p} ({n} runs)" for p, n in found.most_common())
+    if protocol is None:
+        if len(found) > 1:
+            raise HarnessError(
+                f"experiment {experiment!r} holds runs of {len(found)} evaluation protocols, "
+                f"whose numbers cannot be averaged: {listed}; choose one with --protocol ID"
+            )
+        return runs
+    matches = [p for p in found if p == protocol] or [p for p in found if p.startswith(protocol)]
+    if len(matches) != 1:
+        which = "no" if not matches else "more than one"
+        raise HarnessError(
+            f"--protocol {protocol!r} matches {which} protocol of experiment {experiment!r}: "
+            f"{listed}"
+        )
+    return [r for r in runs if of[id(r)] == matches[0]]
 
 
 def aggregate(frame: pd.DataFrame, metrics: list[str], directions: dict[str, str]) -> pd.DataFrame:

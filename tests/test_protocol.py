@@ -1,0 +1,38 @@
+"""Evaluation protocols in tables: runs measured under different protocols are never averaged
+together, and --protocol picks one; the protocol is printed in the footnote."""
+
+from conftest import TOY_SUITE
+from typer.testing import CliRunner
+
+from harness.cli import app
+from harness.runner import run_suite
+from harness.suite import load_suite
+from harness.tracking import Tracker
+
+runner = CliRunner()
+
+
+def test_table_refuses_two_protocols_and_selects_one(tmp_path, write_suite):
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    tracker = Tracker(uri)
+    for samples in (200, 150):  # the evaluation sample count is part of the protocol
+        text = TOY_SUITE.replace("samples: 200", f"samples: {samples}")
+        suite, registry = load_suite(write_suite(text, f"s{samples}.yaml"), seeds=[0])
+        run_suite(suite, registry, tracker, device="cpu")
+    base = ["table", "--experiment", "tiny", "--tracking-uri", uri, "--metrics", "modes_covered"]
+
+    mixed = runner.invoke(app, base)
+    assert mixed.exit_code == 2
+    line = mixed.output.strip()
+    assert "\n" not in line and "choose one with --protocol ID" in line
+    assert "gauss-3sigma-v1:n200 (2 runs)" in line and "gauss-3sigma-v1:n150 (2 runs)" in line
+
+    chosen = runner.invoke(app, [*base, "--protocol", "gauss-3sigma-v1:n150"])
+    assert chosen.exit_code == 0, chosen.output
+    assert "protocol gauss-3sigma-v1:n150" in chosen.output
+    assert "n200" not in chosen.output
+
+    unknown = runner.invoke(app, [*base, "--protocol", "mnist-eval"])
+    assert unknown.exit_code == 2 and "matches no protocol" in unknown.output
+    ambiguous = runner.invoke(app, [*base, "--protocol", "gauss"])
+    assert ambiguous.exit_code == 2 and "more than one" in ambiguous.output
