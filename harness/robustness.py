@@ -9,6 +9,7 @@ worst possible value in budget estimates (so a strategy that often diverges pays
 
 from __future__ import annotations
 
+import difflib
 import math
 
 import numpy as np
@@ -18,6 +19,7 @@ from harness.errors import HarnessError
 from harness.tables import BAD, OK, aggregate
 
 COVERAGE_SHARE = 0.9  # a setting "covers" when its modes_covered reaches 90 % of the modes
+COST = ("sec_per_step", "critic_passes_per_step", "peak_memory_mb")  # no budget curves for these
 
 
 def expected_best(values, k: int, direction: str = "max") -> float:
@@ -53,6 +55,7 @@ def per_setting(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
     if metric not in frame:
         raise HarnessError(f"no metric {metric!r} in these runs")
     rows = []
+    frame = frame.sort_values(["strategy", "setting"], key=_order(frame), kind="stable")
     for (strategy, setting), runs in frame.groupby(["strategy", "setting"], sort=False):
         usable = runs[runs["status"].isin(OK)]
         row = {
@@ -77,10 +80,15 @@ def robustness(
     """Per strategy over its settings: the best setting and its value, median and IQR of the
     settings that trained, the share that train and that cover ≥ 90 % of ``modes``, and the
     expected best value within budgets of k random settings (columns ``best_of_k``)."""
+    if metric not in frame:
+        close = difflib.get_close_matches(metric, [c for c in directions if c in frame], n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise HarnessError(f"--metric: no metric {metric!r} in these runs{hint}")
     if metric not in directions:
         raise HarnessError(f"--metric {metric}: no direction (better is neither min nor max)")
     direction = directions[metric]
     settings = per_setting(frame, metric)
+    ks = budgets(int(settings.groupby("strategy").size().max()))
     rows = []
     for strategy, group in settings.groupby("strategy", sort=False):
         values = group["value"]
@@ -88,7 +96,7 @@ def robustness(
         row = {"strategy": strategy, "settings": len(group)}
         if values.notna().any():
             at = values.idxmax() if direction == "max" else values.idxmin()
-            row["best_setting"], row["best"] = group.at[at, "setting"], values[at]
+            row["best_setting"], row["best"] = group.at[at, "setting"] or "–", values[at]
         else:
             row["best_setting"], row["best"] = "–", np.nan
         row["median"] = trained.median() if len(trained) else np.nan
@@ -96,8 +104,11 @@ def robustness(
         row["trains"] = group["trains"].mean()
         if modes and "modes_covered" in group:
             row["covers_90"] = (group["modes_covered"] >= COVERAGE_SHARE * modes).mean()
-        for k in budgets(len(group)):
-            row[f"best_of_{k}"] = expected_best(values.where(group["trains"]), k, direction)
+        for k in ks:  # a strategy with fewer settings than k: no value
+            fits = k <= len(group)
+            row[f"best_of_{k}"] = (
+                expected_best(values.where(group["trains"]), k, direction) if fits else np.nan
+            )
         rows.append(row)
     return pd.DataFrame(rows).set_index("strategy")
 
@@ -107,7 +118,8 @@ def by_setting(frame: pd.DataFrame, metrics: list[str], directions: dict[str, st
     if "setting" not in frame or frame["setting"].eq("").all():
         raise HarnessError("--by setting: these runs come from no sweep")
     frame = frame.sort_values(["strategy", "setting"], key=_order(frame), kind="stable")
-    labelled = frame.assign(strategy=frame["strategy"] + " @ " + frame["setting"])
+    at = frame["setting"].map(lambda s: f" @ {s}" if s else "")  # a strategy outside the sweep
+    labelled = frame.assign(strategy=frame["strategy"] + at)
     return aggregate(labelled, metrics, directions)
 
 
@@ -115,6 +127,10 @@ def _order(frame: pd.DataFrame):
     """Strategies in their first-seen order, settings in natural (sorted) order."""
     first = {s: i for i, s in enumerate(dict.fromkeys(frame["strategy"]))}
     return lambda column: column.map(first) if column.name == "strategy" else column
+
+
+def _present(frame: pd.DataFrame, metric: str) -> bool:
+    return metric in frame and frame[metric].notna().any()
 
 
 def _number(x: float) -> str:
@@ -170,3 +186,116 @@ def modes_of(frame: pd.DataFrame) -> int | None:
     except HarnessError:
         return None
     return getattr(modes, "count", None)
+
+
+# --- figures (embedded by harness.report) ------------------------------------------------
+
+
+def settings_figure(frame: pd.DataFrame, metrics: list[str], colors: dict):
+    """A panel per metric: per strategy a box over its settings' values (median over seeds)
+    with a labelled dot per setting; a setting that did not train is an x at the bottom."""
+    from harness.report import Figure, _grid, _png, _spread, _style
+
+    metrics = [m for m in metrics if m in frame and frame[m].notna().any()]
+    if not metrics or "setting" not in frame or frame["setting"].eq("").all():
+        return None
+    fig, axes = _grid(len(metrics), width=4.4, height=3.2)
+    for ax, metric in zip(axes, metrics, strict=True):
+        settings = per_setting(frame, metric)
+        strategies = list(dict.fromkeys(settings["strategy"]))
+        ok = [
+            settings.loc[(settings["strategy"] == s) & settings["trains"], "value"].dropna()
+            for s in strategies
+        ]
+        ax.boxplot(ok, positions=range(len(strategies)), widths=0.5, showfliers=False)
+        rng = np.random.default_rng(0)
+        for i, strategy in enumerate(strategies):
+            rows = settings[settings["strategy"] == strategy]
+            jitter = rng.uniform(-0.18, 0.18, len(rows))
+            good = rows["trains"].to_numpy() & rows["value"].notna().to_numpy()
+            ax.scatter(
+                i + jitter[good], rows["value"][good], s=14, color=colors.get(strategy), zorder=3
+            )
+            if len(rows) <= 8:
+                for x, (_, row) in zip(i + jitter[good], rows[good].iterrows(), strict=True):
+                    ax.annotate(
+                        row["setting"],
+                        (x, row["value"]),
+                        fontsize=6,
+                        xytext=(3, 0),
+                        textcoords="offset points",
+                    )
+            if (~good).any():
+                floor = np.nanmin(settings["value"]) if settings["value"].notna().any() else 0
+                ax.scatter(
+                    i + jitter[~good],
+                    np.full((~good).sum(), floor),
+                    marker="x",
+                    color="crimson",
+                    zorder=3,
+                )
+        ax.set_xticks(range(len(strategies)), strategies, rotation=30, ha="right")
+        if _spread(settings["value"]):
+            ax.set_yscale("log")
+        _style(ax, metric)
+    return Figure(
+        "settings",
+        "Each metric over the sweep's settings",
+        "Box: quartiles over the settings that trained; dot: one setting (median over its "
+        "seeds); red x: a setting with a diverged or failed run.",
+        _png(fig),
+    )
+
+
+def budget_figure(frame: pd.DataFrame, metrics: list[str], directions: dict, colors: dict):
+    """A panel per metric: the expected best value within a budget of k random settings."""
+    from harness.report import Figure, _grid, _png, _style
+
+    metrics = [m for m in metrics if m in directions and m not in COST and _present(frame, m)]
+    if not metrics or "setting" not in frame or frame["setting"].eq("").all():
+        return None
+    fig, axes = _grid(len(metrics), width=4.2, height=3.0)
+    for ax, metric in zip(axes, metrics, strict=True):
+        table = robustness(frame, metric, directions)
+        ks = [int(c.removeprefix("best_of_")) for c in table if c.startswith("best_of_")]
+        for strategy, row in table.iterrows():
+            values = np.array([row[f"best_of_{k}"] for k in ks], dtype=float)
+            shown = np.isfinite(values)
+            ax.plot(
+                np.array(ks)[shown],
+                values[shown],
+                marker="o",
+                ms=3,
+                color=colors.get(strategy),
+                label=strategy,
+            )
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(ks, [str(k) for k in ks])
+        ax.set_xlabel("budget k (settings)", fontsize=8)
+        _style(ax, f"{metric} ({'max' if directions[metric] == 'max' else 'min'} is better)")
+    axes[0].legend(fontsize=7)
+    return Figure(
+        "budgets",
+        "Expected best value within a budget of k random settings",
+        "E[best of k settings drawn without replacement], exact over the sweep's settings "
+        "(Lucic et al. 2018); a setting that did not train counts as the worst, and a point "
+        "is missing where all k settings may fail.",
+        _png(fig),
+    )
+
+
+def write_markdown(frame: pd.DataFrame, metrics: list[str], directions: dict, path) -> None:
+    """``robustness.md`` of a report: the robustness table of every metric with a direction,
+    then the table by setting."""
+    from harness.tables import footnote
+    from harness.tables import render as render_table
+
+    modes = modes_of(frame)
+    parts = ["# Robustness over settings\n"]
+    for metric in [m for m in metrics if m in directions and m not in COST]:
+        table = robustness(frame, metric, directions, modes)
+        parts.append(f"## {metric}\n\n{render(table, metric, directions[metric])}")
+    table = by_setting(frame, metrics, directions)
+    note = footnote(frame, metrics)
+    parts.append(f"## By setting\n\n{render_table(table, metrics, directions, 'markdown', note)}")
+    path.write_text("\n".join(parts))
