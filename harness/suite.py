@@ -130,7 +130,7 @@ class EvalConfig(Strict):
 
 
 class SuiteConfig(Strict):
-    name: str = Field(pattern=NAME_PATTERN)
+    name: str
     description: str = ""
     dataset: PartRef
     architecture: ArchitectureConfig
@@ -149,6 +149,11 @@ class SuiteConfig(Strict):
     def _safe_names(cls, value: Any, info) -> Any:
         what = {"strategies": "strategy", "profiles": "profile"}[info.field_name]
         return _check_names(value, what) if isinstance(value, dict) else value
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, name: str) -> str:
+        return _check_names([name], "suite")[0]
 
     @field_validator("seeds")
     @classmethod
@@ -219,6 +224,23 @@ def _merge(base: dict, override: dict) -> dict:
     return out
 
 
+def _first_error(exc: ValidationError) -> tuple[str, str]:
+    """The error to report: an unknown key before the required field it probably misspells
+    (``strategys`` → did you mean 'strategies'?), else pydantic's first."""
+    errors = exc.errors()
+    for error in errors:
+        if error["type"] == "extra_forbidden":
+            parent, key = error["loc"][:-1], str(error["loc"][-1])
+            siblings = [e["loc"] for e in errors if e["type"] == "missing"]
+            known = [str(loc[-1]) for loc in siblings if loc[:-1] == parent]
+            if not parent:
+                known += list(SuiteConfig.model_fields)
+            close = difflib.get_close_matches(key, known, n=1)
+            if close:
+                return f"unknown key {key!r} (did you mean {close[0]!r}?)", _field(error["loc"])
+    return errors[0]["msg"], _field(errors[0]["loc"])
+
+
 def _field(loc: tuple) -> str:
     return ".".join(str(p) for p in loc if p not in ("function-before[_shorthand()]",))
 
@@ -257,6 +279,14 @@ class _Loader(yaml.SafeLoader):
                     )
                 seen.add(key)
         return super().construct_mapping(node, deep)
+
+    def construct_yaml_binary(self, node):
+        raise yaml.constructor.ConstructorError(
+            None, None, "!!binary values have no place in a suite", node.start_mark
+        )
+
+
+_Loader.add_constructor("tag:yaml.org,2002:binary", _Loader.construct_yaml_binary)
 
 
 def read_yaml(path: Path) -> tuple[str, Any]:
@@ -324,8 +354,13 @@ def load_suite(
     if profile is not None:
         profiles = raw.get("profiles") or {}
         if not isinstance(profiles, dict) or profile not in profiles:
-            close = difflib.get_close_matches(profile, list(profiles), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else f"; known: {', '.join(profiles)}"
+            known = [str(p) for p in profiles] if isinstance(profiles, dict) else []
+            close = difflib.get_close_matches(profile, known, n=1)
+            hint = (
+                f" (did you mean {close[0]!r}?)"
+                if close
+                else f"; known: {', '.join(known)}" if known else "; the suite has no profiles"
+            )
             raise SuiteError(f"unknown profile {profile!r}{hint}", file=str(path), field="profiles")
         if not isinstance(profiles[profile], dict):
             raise SuiteError(
@@ -339,8 +374,8 @@ def load_suite(
     try:
         config = SuiteConfig.model_validate(raw)
     except ValidationError as exc:
-        error = exc.errors()[0]
-        raise SuiteError(error["msg"], file=str(path), field=_field(error["loc"])) from None
+        message, field = _first_error(exc)
+        raise SuiteError(message, file=str(path), field=field) from None
     size = sweep_size(config)
     if max_runs is not None and size > max_runs:
         message = (

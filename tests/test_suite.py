@@ -80,7 +80,7 @@ BAD = [
         "did you mean 'mode_coverage'",
     ),
     (TOY_SUITE.replace("seeds: [0, 1]", "seeds: []"), "seeds", "at least 1"),
-    (TOY_SUITE.replace("name: tiny", "name: 'a b/c'"), "name", "match pattern"),
+    (TOY_SUITE.replace("name: tiny", "name: 'a b/c'"), "name", "letters, digits and -_. only"),
     (TOY_SUITE + "plugins: [no_such_plugin_module]\n", None, "cannot import plugin module"),
 ]
 

@@ -201,7 +201,12 @@ def test_strategy_names_use_a_safe_character_set(write_suite, tmp_path, name):
 
 def test_profile_and_suite_names_use_a_safe_character_set(write_suite):
     refused(write_suite(TOY_SUITE + 'profiles: {"a\\nb": {seeds: [3]}}\n'), "profile name")
-    refused(write_suite(TOY_SUITE.replace("name: tiny", "name: 'ti ny'")), "name: String should")
+    refused(write_suite(TOY_SUITE.replace("name: tiny", "name: 'ti ny'")), "name: suite name")
+
+
+def test_a_misspelled_key_is_named_with_a_suggestion(write_suite):
+    text = TOY_SUITE.replace("strategies:", "strategys:")
+    refused(write_suite(text), "strategys: unknown key 'strategys' .did you mean 'strategies'")
 
 
 def test_control_characters_in_any_echoed_string_are_escaped(write_suite):
