@@ -144,6 +144,7 @@ def run(
         from harness.tracking import Tracker
 
         tracker = Tracker(tracking_uri)
+        tracker.check_writable()  # before anything is printed or trained
     except (HarnessError, RuntimeError) as exc:
         fail(exc)
     runs = loaded.runs

@@ -74,7 +74,7 @@ def probe_writable(folder: Path, what: str) -> None:
             os.close(fd)
             os.unlink(name)
     except OSError as exc:
-        raise HarnessError(f"{what} {exc.filename or folder}: {exc.strerror}") from None
+        raise HarnessError(f"{what} {folder}: {exc.strerror}") from None
 
 
 def check_sqlite_writable(db: Path) -> None:
@@ -147,6 +147,8 @@ class Tracker:
                 requests.get(f"{self.uri.rstrip('/')}/health", timeout=5).raise_for_status()
             self.client = MlflowClient(tracking_uri=self.uri)
             self.client.search_experiments(max_results=1)
+        except HarnessError:
+            raise
         except Exception as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise HarnessError(f"tracking store {self.uri} is unreachable: {first}") from None

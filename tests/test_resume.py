@@ -10,7 +10,7 @@ from harness.suite import load_suite
 from harness.tracking import Tracker
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
-from kill_trials import check_store, harness_cmd, kill_and_resume  # noqa: E402
+from kill_trials import check_store, harness_cmd, kill_and_resume, leftovers, measure  # noqa: E402
 
 SUITE = TOY_SUITE.replace("steps: 6", "steps: 12").replace("log_every: 3", "log_every: 2")
 SUITE = SUITE.replace("every: 3, samples", "every: 4, samples").replace(
@@ -91,9 +91,11 @@ def test_sigkill_at_random_moments_leaves_one_complete_run_each(tmp_path, write_
     text = text.replace("log_every: 2", "log_every: 10").replace("seeds: [0]", "seeds: [0, 1]")
     path = write_suite(text)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    killed = kill_and_resume(harness_cmd(str(path), uri, None, 20), kills=2, delay=(9, 14), seed=1)
-    assert killed >= 1
+    timing = measure(harness_cmd(str(path), f"sqlite:///{tmp_path / 't' / 'mlflow.db'}", None, 20))
+    _, killed = kill_and_resume(harness_cmd(str(path), uri, None, 20), 2, timing, seed=1)
+    assert killed >= 1  # kill times are drawn over the run's measured length
     assert check_store(uri, "tiny", str(path), None) == []
+    assert leftovers(tmp_path / "mlflow.db") == []
 
 
 def test_a_new_run_ignores_a_checkpoint_its_store_does_not_know(tmp_path, write_suite):
