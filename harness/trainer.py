@@ -13,13 +13,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import psutil
 import torch
 
 from harness.evaluation import EvalContext, evaluate
-from harness.parts import Samples
+from harness.parts import Constraint, Loss, Metric, Samples
 from harness.registry import Registry
 from harness.suite import OptimizerConfig, RunSpec
 
@@ -29,12 +30,15 @@ TRAIN_KEYS = ("loss_critic", "loss_generator", "grad_norm_generator", "penalty",
 
 @dataclass
 class RunResult:
-    """What a finished (or diverged) run reports."""
+    """What a finished (or diverged) run reports, and the loop state a checkpoint restores."""
 
     status: str  # finished | diverged
     steps: int
     metrics: dict[str, float] = field(default_factory=dict)
     diverged_step: int | None = None
+    history: dict[str, list[tuple[int, float]]] = field(default_factory=dict, repr=False)
+    train_seconds: float = 0.0
+    passes_per_step: int = 0  # critic forward passes per generator step
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -156,13 +160,77 @@ def train(
     forward passes through ``torch.compile`` (the penalty's and the evaluation's use the eager
     critic: compiled graphs have no double backward); it falls back to eager if compiling fails.
     """
-    registry = registry or Registry(spec.plugins)
     sink = sink or MetricsSink()
     device = resolve_device(device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed shapes: cuDNN picks its fastest kernels
     seed_everything(spec.seed)
+    parts = load_parts(spec, registry or Registry(spec.plugins), device, data_dir)
+    tc, amp, memory = spec.train, autocast(device, spec.train.precision), PeakMemory(device)
+    forwards: list[int] = []  # critic calls in the first generator step (the loop is static)
+    counter = parts.critic.register_forward_pre_hook(lambda *_: forwards.append(1))
+    run = restore(parts, sink.load_checkpoint())
+    gen, crit = parts.generator, parts.critic  # what the training forward passes call
+    if compile:
+        gen, crit = compile_parts(parts, run, amp, sink)
+        forwards.clear()  # the trial's critic calls are not the loop's
+    start, saved_at, window = run.steps, run.steps, Window(device)
 
+    for step in range(start + 1, tc.steps + 1):
+        for _ in range(tc.n_critic):
+            critic_out = critic_step(parts, gen, crit, amp, tc.batch_size)
+        loss_g, grad_norm = generator_step(parts, gen, crit, amp, tc.batch_size)
+        if step == start + 1:
+            counter.remove()
+            run.passes_per_step = len(forwards)
+        window.add(critic_out, loss_g, grad_norm)
+
+        at_eval = step % spec.eval.every == 0 or step == tc.steps
+        if step % tc.log_every == 0 or at_eval:
+            memory.sample()
+            if not log_window(window, run, step, sink, progress, final=step == tc.steps):
+                break  # diverged
+            if at_eval:
+                evaluate_at(parts, run, step, sink)
+            if at_eval or step - saved_at >= checkpoint_every:
+                sink.save_checkpoint(checkpoint_state(parts, run))
+                saved_at = step
+            window.reset()
+
+    run.metrics.update(summarize(parts, run, memory, sink))
+    return run
+
+
+@dataclass
+class Parts:
+    """What one run trains and measures, built from its spec."""
+
+    loss: Loss
+    constraint: Constraint
+    metrics: dict[str, Metric]
+    generator: torch.nn.Module
+    critic: torch.nn.Module
+    opt_g: torch.optim.Optimizer
+    opt_c: torch.optim.Optimizer
+    data: torch.Tensor  # the training split, on the device
+    ctx: EvalContext
+
+    @property
+    def z_dim(self) -> int:
+        return self.ctx.spec.architecture.z_dim
+
+
+class CriticStep(NamedTuple):
+    """The last critic step's outputs, kept for the logged means."""
+
+    loss: torch.Tensor
+    penalty: torch.Tensor | None
+    real_out: torch.Tensor
+    fake_out: torch.Tensor
+
+
+def load_parts(spec: RunSpec, registry: Registry, device: torch.device, data_dir) -> Parts:
+    """Create the spec's plugins, load the data and build the networks and optimisers."""
     dataset = registry.create("dataset", spec.dataset.name, spec.dataset.params)
     loss = registry.create("loss", spec.loss.name, spec.loss.params)
     constraint = registry.create("constraint", spec.constraint.name, spec.constraint.params)
@@ -177,134 +245,165 @@ def train(
     opt_g = make_optimizer(generator.parameters(), spec.optimizer)
     opt_c = make_optimizer(critic.parameters(), spec.optimizer)
     ctx = EvalContext(spec, dataset, generator, critic, loss, real, device, data_dir, data)
+    return Parts(loss, constraint, metrics, generator, critic, opt_g, opt_c, data, ctx)
 
-    tc, z_dim, n = spec.train, spec.architecture.z_dim, len(data)
-    memory = PeakMemory(device)
-    forwards: list[int] = []  # critic calls in the first generator step (the loop is static)
-    counter = critic.register_forward_pre_hook(lambda *_: forwards.append(1))
-    passes_per_step = 0
-    totals = torch.zeros(len(TRAIN_KEYS), device=device)
-    zero = torch.zeros((), device=device)
-    history: dict[str, list[tuple[int, float]]] = {}
-    result = RunResult("finished", 0)
-    train_seconds, start = 0.0, 0
-    if (state := sink.load_checkpoint()) is not None:
-        generator.load_state_dict(state["generator"])
-        critic.load_state_dict(state["critic"])
-        opt_g.load_state_dict(state["opt_g"])
-        opt_c.load_state_dict(state["opt_c"])
-        set_rng_state(state["rng"])
-        history, result.metrics = state["history"], state["metrics"]
-        train_seconds, start = state["train_seconds"], state["step"]
-        passes_per_step = state["passes_per_step"]
-        result.steps = start
-    amp = autocast(device, tc.precision)
-    gen, crit = generator, critic  # what the training forward passes call
-    if compile:
-        compile_start = time.perf_counter()
-        gen, crit = compile_or_eager(
-            generator, critic, lambda g, c: _trial_step(g, c, data[: tc.batch_size], z_dim, amp)
-        )
-        result.metrics["compile_seconds"] = time.perf_counter() - compile_start
-        forwards.clear()  # the trial's critic calls are not the loop's
-        sink.log({"compile_seconds": result.metrics["compile_seconds"]}, start)
-    gen_params = list(generator.parameters())
-    saved_at, window_start, window_steps = start, time.perf_counter(), 0
 
-    for step in range(start + 1, tc.steps + 1):
-        for _ in range(tc.n_critic):
-            real_x = data[torch.randint(0, n, (tc.batch_size,), device=device)]
-            with amp:
-                with torch.no_grad():
-                    fake_x = gen(torch.randn(tc.batch_size, z_dim, device=device))
-                real_out, fake_out = crit(real_x).float(), crit(fake_x).float()
-                loss_c = loss.critic_loss(real_out, fake_out)
-                penalty = constraint.penalty(critic, real_x, fake_x)
-                if penalty is not None:
-                    loss_c = loss_c + penalty
-            opt_c.zero_grad(set_to_none=True)
-            loss_c.backward()
-            opt_c.step()
-            constraint.after_critic_step(critic)
+def restore(parts: Parts, state: dict | None) -> RunResult:
+    """Load a checkpoint into ``parts`` (weights, optimisers, RNG streams); the returned
+    result carries its step, history, metrics and timings. ``None``: a fresh run."""
+    if state is None:
+        return RunResult("finished", 0)
+    parts.generator.load_state_dict(state["generator"])
+    parts.critic.load_state_dict(state["critic"])
+    parts.opt_g.load_state_dict(state["opt_g"])
+    parts.opt_c.load_state_dict(state["opt_c"])
+    set_rng_state(state["rng"])
+    return RunResult(
+        "finished",
+        state["step"],
+        state["metrics"],
+        history=state["history"],
+        train_seconds=state["train_seconds"],
+        passes_per_step=state["passes_per_step"],
+    )
 
-        critic.requires_grad_(False)  # the generator step needs no critic weight gradients
-        with amp:
-            loss_g = loss.generator_loss(
-                crit(gen(torch.randn(tc.batch_size, z_dim, device=device))).float()
-            )
-        opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
-        grads = [p.grad for p in gen_params if p.grad is not None]
-        grad_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
-        opt_g.step()
-        critic.requires_grad_(True)
 
-        if step == start + 1:
-            counter.remove()
-            passes_per_step = len(forwards)
-        gap = real_out.detach().mean() - fake_out.detach().mean()
-        pen = penalty.detach() if penalty is not None else zero
-        totals += torch.stack([loss_c.detach(), loss_g.detach(), grad_norm, pen, gap])
-        window_steps += 1
+def checkpoint_state(parts: Parts, run: RunResult) -> dict:
+    """Everything :func:`restore` needs to continue bit for bit."""
+    return {
+        "step": run.steps,
+        "generator": parts.generator.state_dict(),
+        "critic": parts.critic.state_dict(),
+        "opt_g": parts.opt_g.state_dict(),
+        "opt_c": parts.opt_c.state_dict(),
+        "rng": rng_state(),
+        "history": run.history,
+        "metrics": dict(run.metrics),
+        "train_seconds": run.train_seconds,
+        "passes_per_step": run.passes_per_step,
+    }
 
-        at_eval = step % spec.eval.every == 0 or step == tc.steps
-        if step % tc.log_every == 0 or at_eval:
-            means = dict(zip(TRAIN_KEYS, (totals / window_steps).tolist(), strict=True))
-            elapsed = time.perf_counter() - window_start
-            train_seconds += elapsed
-            means["sec_per_step"] = elapsed / window_steps
-            totals.zero_()
-            result.steps = step
-            memory.sample()
-            if not all(math.isfinite(v) for v in means.values()):
-                result.status, result.diverged_step = "diverged", step
-                sink.log({"diverged": 1.0, "diverged_step": float(step)}, step)
-                break
-            sink.log(means, step)
-            _record(history, means, step)
-            if progress:
-                progress(step, means)
-            if at_eval:
-                ctx.step = step
-                values = evaluate(ctx, metrics)
-                sink.log(values, step)
-                sink.log_samples(ctx, step)
-                _record(history, values, step)
-                result.metrics.update(values)
-            if at_eval or step - saved_at >= checkpoint_every:
-                sink.save_checkpoint(
-                    {
-                        "step": step,
-                        "generator": generator.state_dict(),
-                        "critic": critic.state_dict(),
-                        "opt_g": opt_g.state_dict(),
-                        "opt_c": opt_c.state_dict(),
-                        "rng": rng_state(),
-                        "history": history,
-                        "metrics": dict(result.metrics),
-                        "train_seconds": train_seconds,
-                        "passes_per_step": passes_per_step,
-                    }
-                )
-                saved_at = step
-            window_start, window_steps = time.perf_counter(), 0
 
-    ctx.timings = {
-        "train_seconds": train_seconds,
-        "steps": result.steps,
-        "critic_forwards": passes_per_step * result.steps,
+def compile_parts(parts: Parts, run: RunResult, amp, sink: MetricsSink):
+    """The compiled (or, failing that, eager) networks; logs ``compile_seconds``."""
+    start = time.perf_counter()
+    batch = parts.data[: parts.ctx.spec.train.batch_size]
+    nets = compile_or_eager(
+        parts.generator, parts.critic, lambda g, c: _trial_step(g, c, batch, parts.z_dim, amp)
+    )
+    run.metrics["compile_seconds"] = time.perf_counter() - start
+    sink.log({"compile_seconds": run.metrics["compile_seconds"]}, run.steps)
+    return nets
+
+
+def critic_step(parts: Parts, gen, crit, amp, batch_size: int) -> CriticStep:
+    """One critic update on a random real batch and a fresh fake batch, then the
+    constraint's projection."""
+    device = parts.data.device
+    real_x = parts.data[torch.randint(0, len(parts.data), (batch_size,), device=device)]
+    with amp:
+        with torch.no_grad():
+            fake_x = gen(torch.randn(batch_size, parts.z_dim, device=device))
+        real_out, fake_out = crit(real_x).float(), crit(fake_x).float()
+        loss_c = parts.loss.critic_loss(real_out, fake_out)
+        penalty = parts.constraint.penalty(parts.critic, real_x, fake_x)
+        if penalty is not None:
+            loss_c = loss_c + penalty
+    parts.opt_c.zero_grad(set_to_none=True)
+    loss_c.backward()
+    parts.opt_c.step()
+    parts.constraint.after_critic_step(parts.critic)
+    return CriticStep(loss_c, penalty, real_out, fake_out)
+
+
+def generator_step(parts: Parts, gen, crit, amp, batch_size: int):
+    """One generator update through the frozen critic; returns its loss and gradient norm."""
+    z = torch.randn(batch_size, parts.z_dim, device=parts.data.device)
+    parts.critic.requires_grad_(False)  # the generator step needs no critic weight gradients
+    with amp:
+        loss_g = parts.loss.generator_loss(crit(gen(z)).float())
+    parts.opt_g.zero_grad(set_to_none=True)
+    loss_g.backward()
+    grads = [p.grad for p in parts.generator.parameters() if p.grad is not None]
+    grad_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+    parts.opt_g.step()
+    parts.critic.requires_grad_(True)
+    return loss_g, grad_norm
+
+
+class Window:
+    """The training losses between two logging points, summed on the device (no host sync)
+    and read once at the logging point, with the window's wall time."""
+
+    def __init__(self, device: torch.device):
+        self.totals = torch.zeros(len(TRAIN_KEYS), device=device)
+        self.zero = torch.zeros((), device=device)
+        self.reset()
+
+    def reset(self) -> None:
+        self.start, self.steps = time.perf_counter(), 0
+
+    def add(self, critic: CriticStep, loss_g: torch.Tensor, grad_norm: torch.Tensor) -> None:
+        gap = critic.real_out.detach().mean() - critic.fake_out.detach().mean()
+        pen = critic.penalty.detach() if critic.penalty is not None else self.zero
+        self.totals += torch.stack([critic.loss.detach(), loss_g.detach(), grad_norm, pen, gap])
+        self.steps += 1
+
+    def read(self) -> tuple[dict[str, float], float]:
+        """The window's means (with ``sec_per_step``) and its seconds; starts a new sum."""
+        means = dict(zip(TRAIN_KEYS, (self.totals / self.steps).tolist(), strict=True))
+        elapsed = time.perf_counter() - self.start
+        means["sec_per_step"] = elapsed / self.steps
+        self.totals.zero_()
+        return means, elapsed
+
+
+def log_window(window: Window, run: RunResult, step: int, sink: MetricsSink, progress, final):
+    """Log the window's means, or record the run as diverged when one is not finite.
+    Returns whether training goes on."""
+    means, elapsed = window.read()
+    run.train_seconds += elapsed
+    run.steps = step
+    if not all(math.isfinite(v) for v in means.values()):
+        run.status, run.diverged_step = "diverged", step
+        sink.log({"diverged": 1.0, "diverged_step": float(step)}, step)
+        return False
+    # at the last step the summary logs the run's sec_per_step; one value per step
+    sink.log({k: v for k, v in means.items() if not (final and k == "sec_per_step")}, step)
+    _record(run.history, means, step)
+    if progress:
+        progress(step, means)
+    return True
+
+
+def evaluate_at(parts: Parts, run: RunResult, step: int, sink: MetricsSink) -> None:
+    """Run every metric at this step; log the values and the sample grid."""
+    parts.ctx.step = step
+    values = evaluate(parts.ctx, parts.metrics)
+    sink.log(values, step)
+    sink.log_samples(parts.ctx, step)
+    _record(run.history, values, step)
+    run.metrics.update(values)
+
+
+def summarize(parts: Parts, run: RunResult, memory: PeakMemory, sink: MetricsSink) -> dict:
+    """The run's summary (timings, divergence, each metric's ``summarize``), logged at its
+    last step."""
+    parts.ctx.timings = {
+        "train_seconds": run.train_seconds,
+        "steps": run.steps,
+        "critic_forwards": run.passes_per_step * run.steps,
         "peak_memory_mb": memory.peak_mb(),
     }
     summary = {
-        "train_seconds": train_seconds,
-        "sec_per_step": train_seconds / max(result.steps, 1),
-        "diverged": float(result.status == "diverged"),
+        "train_seconds": run.train_seconds,
+        "sec_per_step": run.train_seconds / max(run.steps, 1),
+        "diverged": float(run.status == "diverged"),
     }
-    for metric in metrics.values():
-        summary.update(metric.summarize(ctx, history))
-    sink.log(summary, result.steps)
-    result.metrics.update(summary)
-    return result
+    for metric in parts.metrics.values():
+        summary.update(metric.summarize(parts.ctx, run.history))
+    sink.log(summary, run.steps)
+    return summary
 
 
 def _trial_step(generator, critic, x, z_dim, amp) -> None:
