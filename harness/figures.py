@@ -43,8 +43,9 @@ def _scatter(fake: Tensor, real: Tensor, modes) -> bytes:
     if isinstance(modes, GaussianModes):
         c = modes.centers.numpy()
         ax.scatter(c[:, 0], c[:, 1], marker="x", c="k", s=20, label="centres")
-    ax.set_xlim(-2.5, 2.5)
-    ax.set_ylim(-2.5, 2.5)
+    lim = max(2.5, 1.15 * float(abs(real).max()))  # PacGAN's grid reaches ±4
+    ax.set_xlim(-lim, lim)
+    ax.set_ylim(-lim, lim)
     ax.set_aspect("equal")
     ax.legend(loc="upper right", fontsize=6, markerscale=3)
     buffer = io.BytesIO()
