@@ -141,6 +141,9 @@ def run(
         )
         rerun_strategies = rerun_set(rerun, loaded.config.strategies)
         resolved = resolve_device(device)
+        from harness.preflight import dry_build
+
+        dry_build(loaded, registry)  # parts that cannot take each other: before any write
         from harness.tracking import Tracker
 
         tracker = Tracker(tracking_uri)
@@ -473,9 +476,19 @@ def report(
 
 @app.command("list")
 def list_parts(
+    name: Annotated[
+        str | None,
+        typer.Argument(
+            help="Show this part whole: description, parameters with types and bounds, source."
+        ),
+    ] = None,
     kind: Annotated[
         str | None, typer.Option(help="Only this kind: loss, constraint, architecture, ...")
     ] = None,
+    full: Annotated[
+        bool,
+        typer.Option("--full", help="Whole descriptions, wrapped, not first sentences cut short."),
+    ] = False,
 ):
     """Show every registered part: kind, name, parameters with defaults, source package."""
     from harness.registry import Registry
@@ -486,20 +499,80 @@ def list_parts(
         fail(exc)
     if kind is not None and kind not in registry.parts:
         fail(HarnessError(f"--kind: unknown kind {kind!r}; known: {', '.join(registry.parts)}"))
+    kinds = [kind] if kind else list(registry.parts)
+    if name is not None:
+        _show_part(registry, name, kinds)
+        return
     table = Table()
     for column in ("kind", "name", "parameters", "source"):
         table.add_column(column, no_wrap=column != "parameters")
-    table.add_column("description", overflow="ellipsis", no_wrap=True, max_width=60)
-    for part_kind, parts in registry.parts.items():
-        if kind and part_kind != kind:
-            continue
-        for name, info in parts.items():
+    if full:
+        table.add_column("description", overflow="fold", ratio=1)
+    else:
+        table.add_column("description", overflow="ellipsis", no_wrap=True, max_width=60)
+    for part_kind in kinds:
+        for part_name, info in registry.parts[part_kind].items():
             params = ", ".join(
                 p.name if p.required else f"{p.name}={p.default!r}" for p in info.params
             )
-            summary = info.summary.split(". ")[0].split(" (")[0]
-            table.add_row(part_kind, name, escape(params) or "–", info.source, escape(summary))
+            summary = info.summary if full else info.summary.split(". ")[0].split(" (")[0]
+            table.add_row(
+                part_kind, part_name, escape(params) or "–", info.source, escape(summary)
+            )
     console.print(table)
+    if not full:
+        console.print("whole descriptions: harness list --full, or harness list NAME")
+
+
+def _show_part(registry, name: str, kinds: list[str]) -> None:
+    """``harness list NAME``: every part of that name, with all it declares."""
+    import difflib
+    import inspect
+
+    found = [registry.parts[k][name] for k in kinds if name in registry.parts[k]]
+    if not found:
+        names = sorted({n for k in kinds for n in registry.parts[k]})
+        close = difflib.get_close_matches(name, names, n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        fail(HarnessError(f"no part named {name!r}{hint} (harness list shows them all)"))
+    for info in found:
+        console.print(f"[bold]{info.kind} {escape(info.name)}[/bold]  ({escape(info.source)})")
+        console.print(escape(inspect.getdoc(info.cls) or "(no description)"), highlight=False)
+        console.print(f"code: {escape(str(info.identity))}", highlight=False, soft_wrap=True)
+        console.print("parameters:" if info.params else "parameters: none")
+        for p in info.params:
+            default = "required" if p.required else f"default {p.default!r}"
+            console.print(f"  {p.name}: {escape(_type_text(p.annotation))}, {default}")
+        optimizer = getattr(info.cls, "default_optimizer", None)
+        if info.kind == "constraint" and optimizer:
+            from harness.parts import Constraint
+
+            own = "" if optimizer is not Constraint.default_optimizer else " (the harness default)"
+            text = ", ".join(f"{k} {v}" for k, v in optimizer.items())
+            console.print(f"optimizer: {escape(text)}{own}", highlight=False)
+
+
+def _type_text(annotation) -> str:
+    """``Annotated[int, Field(ge=1)]`` as ``int, >= 1``: a parameter's type and bounds."""
+    import typing
+
+    bounds = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
+    if typing.get_origin(annotation) is typing.Annotated:
+        base, *extras = typing.get_args(annotation)
+        limits = []
+        for extra in extras:
+            for item in [extra, *getattr(extra, "metadata", [])]:
+                limits += [
+                    f"{sign} {getattr(item, key)}"
+                    for key, sign in bounds.items()
+                    if getattr(item, key, None) is not None
+                ]
+        return ", ".join([_type_text(base), *dict.fromkeys(limits)])
+    if annotation is typing.Any:
+        return "any"
+    if typing.get_origin(annotation) is typing.Literal:
+        return "one of " + ", ".join(map(repr, typing.get_args(annotation)))
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
 
 
 @app.command("new-plugin")

@@ -1,19 +1,24 @@
 """Built-in metrics, registered like any third-party metric."""
 
-from typing import Annotated
+from __future__ import annotations
 
-import torch
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
 from pydantic import Field
 
 import harness
-from harness.evaluation import EvalContext
-from harness.evaluator import cache_dir
-from harness.metrics.coverage import class_coverage, gaussian_coverage
-from harness.metrics.fidelity import evaluator_fidelity, inception_fid, inception_weights
-from harness.metrics.lipschitz import lipschitz_diagnostics
-from harness.metrics.stability import curve_stability
-from harness.metrics.transport import exact_w1
 from harness.parts import ClassModes, GaussianModes, Metric
+
+if TYPE_CHECKING:  # the measuring code (torch, POT) is imported when a metric runs
+    from harness.evaluation import EvalContext
+
+
+def cache_dir() -> Path:
+    """Where cached real-data statistics live: :func:`harness.evaluator.cache_dir`."""
+    from harness.evaluator import cache_dir
+
+    return cache_dir()
 
 
 class ModeCoverage(Metric):
@@ -36,6 +41,10 @@ class ModeCoverage(Metric):
         self.min_count, self.class_min_share = min_count, class_min_share
 
     def evaluate(self, ctx: EvalContext) -> dict[str, float]:
+        import torch
+
+        from harness.metrics.coverage import class_coverage, gaussian_coverage
+
         modes = ctx.dataset.modes
         if isinstance(modes, GaussianModes):
             return gaussian_coverage(ctx.fake, modes.centers, modes.sigma, self.min_count)
@@ -61,6 +70,8 @@ class Transport(Metric):
         self.max_samples = max_samples
 
     def evaluate(self, ctx: EvalContext) -> dict[str, float]:
+        from harness.metrics.transport import exact_w1
+
         real, fake = ctx.real.x[: self.max_samples], ctx.fake[: self.max_samples]
         exact = exact_w1(real, fake)
         estimate = (ctx.critic_scores(real).mean() - ctx.critic_scores(fake).mean()).item()
@@ -99,6 +110,8 @@ class Stability(Metric):
         name = next((n for n in names if history.get(n)), None)
         if name is None:
             return out
+        from harness.metrics.stability import curve_stability
+
         summary = curve_stability(history[name], tail=self.tail, threshold=self.threshold)
         out.update({f"stability_{k}": v for k, v in summary.items()})
         return out
@@ -130,7 +143,10 @@ class Lipschitz(Metric):
         self.samples = samples
 
     def evaluate(self, ctx: EvalContext) -> dict[str, float]:
-        real, fake = ctx.real.x[: self.samples], ctx.fake[: self.samples]
+        from harness.metrics.lipschitz import lipschitz_diagnostics
+
+        n = min(self.samples, len(ctx.real.x), len(ctx.fake))  # interpolates pair them up
+        real, fake = ctx.real.x[:n], ctx.fake[:n]
         return lipschitz_diagnostics(ctx.critic, real, fake, seed=ctx.step)
 
 
@@ -151,6 +167,8 @@ class Fidelity(Metric):
         self.measures = ("fid",) + ("kid",) * kid + ("prc",) * prc
 
     def evaluate(self, ctx: EvalContext) -> dict[str, float]:
+        from harness.metrics.fidelity import evaluator_fidelity
+
         if not isinstance(ctx.dataset.modes, ClassModes):
             return {}
         return evaluator_fidelity(
@@ -171,9 +189,13 @@ class InceptionFID(Metric):
     default = False
 
     def __init__(self, weights: str | None = None):
+        from harness.metrics.fidelity import inception_weights
+
         self.weights = inception_weights(weights)
 
     def evaluate(self, ctx: EvalContext) -> dict[str, float]:
+        from harness.metrics.fidelity import inception_fid
+
         n = min(len(ctx.fake), len(ctx.train))
         fid = inception_fid(ctx.fake[:n], ctx.train[:n], weights=self.weights, device=ctx.device)
         return {"fid_inception": fid, "fid_inception_samples": float(n)}

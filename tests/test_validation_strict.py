@@ -160,6 +160,15 @@ def test_an_architecture_that_cannot_take_the_data_is_refused(write_suite):
     refused(write_suite(text), "architecture: .*dcgan28.*ring8.*28×28")
 
 
+def test_run_builds_each_strategy_once_before_writing_anything(write_suite, tmp_path):
+    text = TOY_SUITE.replace("constraint: gradient_penalty}", "constraint: {name: orthogonal, "
+                             "group_size: 3}}")  # GroupSort of 3 on 16 units fails at step 0
+    store = tmp_path / "store"
+    result = cli("run", str(write_suite(text)), "--tracking-uri", f"sqlite:///{store}/m.db")
+    assert_clean_refusal(result, store)
+    assert "strategies.wgan-gp: " in result.stderr and "GroupSort(3)" in result.stderr
+
+
 # data a dataset needs --------------------------------------------------------------------------
 
 MNIST_TV = TOY_SUITE.replace(
