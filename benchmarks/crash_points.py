@@ -81,9 +81,9 @@ def run(suite, registry, uri: str, crash_at: int | None, every: int) -> list[str
     return STATE["calls"]
 
 
-def check(uri: str, suite_path: str, profile: str | None, name: str, out: Path) -> None:
+def check(uri: str, suite, out: Path) -> None:
     db = Path(uri.removeprefix("sqlite:///"))
-    problems = check_store(uri, name, suite_path, profile)
+    problems = check_store(uri, suite.config.name, suite.path, suite.profile, suite)
     problems += [f"left behind: {p}" for p in leftovers(db)]
     out.write_text(json.dumps(problems))
 
@@ -99,7 +99,6 @@ def crash_points(suite_path: str, profile: str | None, every: int, work: Path) -
 
     torch.set_num_threads(1)
     suite, registry = load_suite(suite_path, profile=profile)
-    name = suite.config.name
     template = work / "template" / "mlflow.db"
     create_sqlite_store(template)
     clean = work / "clean" / "mlflow.db"
@@ -116,7 +115,7 @@ def crash_points(suite_path: str, profile: str | None, every: int, work: Path) -
         code = forked(run, suite, registry, uri, k, every)
         rerun = forked(run, suite, registry, uri, None, every)
         out = work / f"k{k}.json"
-        forked(check, uri, suite_path, profile, name, out)
+        forked(check, uri, suite, out)
         problems = json.loads(out.read_text()) if out.exists() else ["check failed"]
         if rerun:
             problems.append(f"re-run exited {rerun}")

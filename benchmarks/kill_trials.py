@@ -73,14 +73,18 @@ def kill_and_resume(
     return attempts, killed
 
 
-def check_store(uri: str, experiment: str, suite: str, profile: str | None) -> list[str]:
-    """Problems found in the store (empty when it is consistent)."""
+def check_store(
+    uri: str, experiment: str, suite: str, profile: str | None, loaded=None
+) -> list[str]:
+    """Problems found in the store (empty when it is consistent); ``loaded``: the suite as
+    loaded by the runs checked (its run keys hash plugin code, which may change meanwhile)."""
     from mlflow.tracking import MlflowClient
 
     from harness.suite import load_suite
     from harness.tracking import flatten
 
-    loaded, _ = load_suite(suite, profile=profile)
+    if loaded is None:
+        loaded, _ = load_suite(suite, profile=profile)
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name(experiment)
     runs = client.search_runs([exp.experiment_id], max_results=50_000)
