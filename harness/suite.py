@@ -454,6 +454,10 @@ def resolve(
         for setting, parts in variants:
             check_batches(registry, parts, where)
             check_shapes(registry, parts)
+            if parts["dataset"] != config.dataset:  # a sweep changed it: check its data too
+                swept = parts["dataset"]
+                built = registry.create("dataset", swept.name, swept.params, field="dataset")
+                check_data(built, swept, data_dir)
             for seed in config.seeds:
                 runs.append(
                     RunSpec(
