@@ -294,7 +294,9 @@ def validate(
 
 
 def _params(params: dict) -> str:
-    return f"({', '.join(f'{k}={v}' for k, v in params.items())})" if params else ""
+    """``(k=v, ...)`` as rich text: user values are escaped, never markup or control codes."""
+    text = f"({', '.join(f'{k}={v}' for k, v in params.items())})" if params else ""
+    return escape(printable(text))
 
 
 @app.command()
