@@ -148,15 +148,11 @@ def why(spec: RunSpec, runs: list[Any], rerun: bool) -> str:
         return "resuming an unfinished run"
     if same:
         return "retrying a failed run"
-    mine = [
-        r
-        for r in runs
-        if r.data.tags.get("strategy") == spec.strategy
-        and r.data.tags.get("seed") == str(spec.seed)
-    ]
+    strategy = [r for r in runs if r.data.tags.get("strategy") == spec.strategy]
+    setting = [r for r in strategy if r.data.tags.get("setting", "") == (spec.setting or "")]
+    mine = [r for r in setting if r.data.tags.get("seed") == str(spec.seed)]
     if not mine:
-        known = any(r.data.tags.get("strategy") == spec.strategy for r in runs)
-        return "new seed" if known else "new strategy"
+        return "new seed" if setting else "new setting" if strategy else "new strategy"
     done = [r for r in mine if r.data.tags.get("status") in COMPLETED]
     before = (done or mine)[-1].data.params
     now = {k: v[:6000] for k, v in flatten(spec.config).items()}
