@@ -10,9 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Literal, NamedTuple
 
-from torch import Tensor, nn
+if TYPE_CHECKING:  # torch is imported where parts train, never to list or validate them
+    from torch import Tensor, nn
 
-if TYPE_CHECKING:
     from harness.evaluation import EvalContext
 
 Output = Literal["logit", "score"]

@@ -1,34 +1,13 @@
 """Built-in architectures: an MLP for 2-D toys and a DCGAN for 28×28 images."""
 
-import math
+from functools import partial
 from typing import Annotated
 
 from pydantic import Field
-from torch import Tensor, nn
 
 import harness
 from harness.parts import Architecture, Output
 from plugins.packing import packed
-
-
-def _mlp(sizes: list[int]) -> nn.Sequential:
-    layers: list[nn.Module] = []
-    for i, (n_in, n_out) in enumerate(zip(sizes, sizes[1:], strict=False)):
-        layers.append(nn.Linear(n_in, n_out))
-        if i < len(sizes) - 2:
-            layers.append(nn.ReLU())
-    return nn.Sequential(*layers)
-
-
-class Critic(nn.Module):
-    """Wraps a body so the critic returns one score (or logit) per sample, shape (N,)."""
-
-    def __init__(self, body: nn.Module):
-        super().__init__()
-        self.body = body
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.body(x).flatten()
 
 
 class MLP(Architecture):
@@ -46,14 +25,11 @@ class MLP(Architecture):
         self.pack = self.batch_multiple = pack
 
     def build(self, z_dim: int, data_shape: tuple[int, ...], output: Output):
-        dim = math.prod(data_shape)
+        from plugins.architecture_nets import mlp_critic, mlp_generator
+
         hidden = [self.width] * self.depth
-        generator = nn.Sequential(_mlp([z_dim, *hidden, dim]), nn.Unflatten(1, data_shape))
-
-        def critic(shape: tuple[int, ...]) -> nn.Module:
-            return Critic(nn.Sequential(nn.Flatten(), _mlp([math.prod(shape), *hidden, 1])))
-
-        return generator, packed(critic, data_shape, self.pack)
+        generator = mlp_generator(z_dim, hidden, data_shape)
+        return generator, packed(partial(mlp_critic, hidden), data_shape, self.pack)
 
 
 class DCGAN28(Architecture):
@@ -77,35 +53,10 @@ class DCGAN28(Architecture):
 
     def build(self, z_dim: int, data_shape: tuple[int, ...], output: Output):
         self.check(data_shape)
-        channels, height, wide = data_shape
-        d = self.width
-        generator = nn.Sequential(
-            nn.Linear(z_dim, 4 * d * 7 * 7),
-            nn.ReLU(),
-            nn.Unflatten(1, (4 * d, 7, 7)),
-            nn.ConvTranspose2d(4 * d, 2 * d, 4, stride=2, padding=1),  # 14×14
-            nn.ReLU(),
-            nn.ConvTranspose2d(2 * d, d, 4, stride=2, padding=1),  # 28×28
-            nn.ReLU(),
-            nn.Conv2d(d, channels, 3, padding=1),
-            nn.Tanh(),
-        )
+        from plugins.architecture_nets import dcgan28_critic, dcgan28_generator
 
-        def critic(shape: tuple[int, ...]) -> nn.Module:
-            return Critic(
-                nn.Sequential(
-                    nn.Conv2d(shape[0], d, 4, stride=2, padding=1),  # 14×14
-                    nn.LeakyReLU(0.2),
-                    nn.Conv2d(d, 2 * d, 4, stride=2, padding=1),  # 7×7
-                    nn.LeakyReLU(0.2),
-                    nn.Conv2d(2 * d, 4 * d, 3, stride=2, padding=1),  # 4×4
-                    nn.LeakyReLU(0.2),
-                    nn.Flatten(),
-                    nn.Linear(4 * d * 4 * 4, 1),
-                )
-            )
-
-        return generator, packed(critic, data_shape, self.pack)
+        generator = dcgan28_generator(z_dim, self.width, data_shape[0])
+        return generator, packed(partial(dcgan28_critic, self.width), data_shape, self.pack)
 
 
 @harness.hookimpl

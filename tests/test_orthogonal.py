@@ -9,8 +9,10 @@ from harness.metrics.lipschitz import (
     lipschitz_lower_bound,
     lipschitz_upper_bound,
 )
-from plugins.architectures import DCGAN28, MLP, Critic
-from plugins.orthogonal import GroupSort, Orthogonal, bjorck, conv_overlap, spectral_bound
+from plugins.architecture_nets import Critic
+from plugins.architectures import DCGAN28, MLP
+from plugins.orthogonal import Orthogonal, conv_overlap
+from plugins.orthogonal_layers import GroupSort, bjorck, spectral_bound
 
 TOL = 1e-5
 

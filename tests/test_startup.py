@@ -1,0 +1,47 @@
+"""Listing and validating never import the heavy libraries (torch, mlflow, POT, scikit-learn):
+they cost seconds of start-up. This checks the property itself, not a timing; the timing is
+``benchmarks/cli_startup.py``."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+HEAVY = ("torch", "torchvision", "mlflow", "ot", "sklearn", "pandas")
+
+
+def imported_by(code: str) -> list[str]:
+    """The heavy modules a fresh interpreter holds after running ``code``."""
+    report = f"import json, sys\nprint(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
+    probe = f"{code}\n{report}"
+    done = subprocess.run(
+        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_plugin_and_core_modules_import_without_heavy_libraries():
+    modules = [
+        "harness.cli",
+        "harness.parts",
+        "harness.registry",
+        "harness.suite",
+        "harness.hookspecs",
+        "harness.scaffold",
+        *(f"plugins.{p.stem}" for p in (ROOT / "plugins").glob("*.py") if p.stem != "__init__"),
+    ]
+    # the torch halves of plugins, imported by build()/wrap_critic(), are the exception
+    modules = [m for m in modules if not m.endswith(("_nets", "_layers"))]
+    assert imported_by("\n".join(f"import {m}" for m in modules)) == []
+
+
+def test_list_and_validate_commands_import_no_heavy_library():
+    run_cli = (
+        "from harness.cli import app\n"
+        "for argv in ({argv}):\n"
+        "    try:\n        app(list(argv))\n"
+        "    except SystemExit as exc:\n        assert not exc.code, exc.code\n"
+    )
+    argvs = (["--help"], ["list"], ["list", "--full"], ["validate", "suites/mnist_modes.yaml"])
+    assert imported_by(run_cli.format(argv=", ".join(map(repr, argvs)))) == []
