@@ -87,6 +87,8 @@ def run_job(
         if key in completed and not job.rerun:
             return Outcome(job.spec, "skipped", dict(completed[key].data.metrics))
         run = tracker.start_run(job.parent_id, job.spec, resume=resumable.get(key))
+        if key in completed:  # --rerun: the finished run stays, marked as superseded
+            tracker.client.set_tag(completed[key].info.run_id, "superseded_by", run.run_id)
         with torch_threads(job.threads):
             return _train(job, run, registry, progress)
 

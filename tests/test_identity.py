@@ -147,6 +147,8 @@ def test_run_says_why_retrains_only_edited_runs_and_reruns_on_purpose(plugin, su
     runs = client.search_runs([exp.experiment_id], "tags.`harness.kind` = 'run'")
     gp = [r for r in runs if r.data.tags["strategy"] == "gp"]
     assert len(gp) == 4 and len({r.data.tags["run_key"] for r in gp}) == 2  # old ones stay
+    newest = {r.info.run_id for r in gp if "superseded_by" not in r.data.tags}
+    assert len(newest) == 2 and {r.data.tags.get("superseded_by") for r in gp} - {None} == newest
     assert all(
         r.data.params["identity.constraint.softclip"]
         for r in runs
