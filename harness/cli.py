@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
+import time
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -155,16 +157,7 @@ def run(
         f"[bold]{loaded.config.name}[/bold] ({profile or 'default'} profile): {len(runs)} runs "
         f"on {resolved}, tracking at {tracker.uri}"
     )
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[info]}"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=False,
-    ) as bars:
-        reporter = _ProgressReporter(bars)
+    with _reporter() as reporter:
         try:
             outcomes = run_suite(
                 loaded,
@@ -196,6 +189,88 @@ def run(
         err.print(f"[red]failed:[/red] {o.spec.strategy} seed {o.spec.seed}: {o.error}")
     if failed:
         raise typer.Exit(1)
+
+
+@contextlib.contextmanager
+def _reporter():
+    """Rich bars on a terminal; plain lines without one (a log file, CI, nohup, a cluster job),
+    where bars would not draw. ``TTY_COMPATIBLE=1`` or ``0`` forces one or the other."""
+    if not console.is_terminal:
+        yield _LineReporter(console)
+        return
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as bars:
+        yield _ProgressReporter(bars)
+
+
+PROGRESS_SECONDS = 30.0  # without a terminal: a run's step lines at most this often
+
+
+def _run_name(spec) -> str:
+    return f"{spec.strategy}{f' @ {spec.setting}' if spec.setting else ''} seed {spec.seed}"
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    return f"{minutes}m{secs:02d}s" if minutes else f"{seconds:.1f}s"
+
+
+class _LineReporter:
+    """Progress as timestamped lines: one when a run starts, one when it ends (status, time,
+    key metrics), and one at logging points at most every ``PROGRESS_SECONDS`` between."""
+
+    def __init__(self, out: Console):
+        self.out = out
+        self.started: dict[str, float] = {}
+
+    def _line(self, text: str) -> None:
+        stamp = time.strftime("%H:%M:%S")
+        self.out.print(f"{stamp} {escape(text)}", highlight=False, soft_wrap=True)
+
+    def planned(self, plan: str) -> None:
+        self._line(plan)
+
+    def run_started(self, spec):
+        name, steps = _run_name(spec), spec.train.steps
+        start = last = self.started[spec.run_key] = time.monotonic()
+        self._line(f"start {name}: {steps} steps")
+
+        def update(step: int, values: dict[str, float]) -> None:
+            nonlocal last
+            now = time.monotonic()
+            if now - last < PROGRESS_SECONDS:
+                return
+            last = now
+            self._line(
+                f"{name}: step {step}/{steps}, critic {values['loss_critic']:+.3f} "
+                f"gen {values['loss_generator']:+.3f}, {_duration(now - start)}"
+            )
+
+        return update
+
+    def run_ended(self, outcome) -> None:
+        name = _run_name(outcome.spec)
+        if outcome.status in ("skipped", "held"):
+            why = "already finished" if outcome.status == "skipped" else outcome.error
+            self._line(f"skip {name}: {why}")
+            return
+        start = self.started.get(outcome.spec.run_key)
+        took = f" in {_duration(time.monotonic() - start)}" if start is not None else ""
+        if outcome.status == "failed":
+            detail = outcome.error or ""
+        else:
+            from harness.summary import SHOWN
+
+            shown = [k for k in SHOWN if k in outcome.metrics][:5]
+            detail = ", ".join(f"{k} {outcome.metrics[k]:.4g}" for k in shown)
+        self._line(f"end {name}: {outcome.status}{took}" + (f"; {detail}" if detail else ""))
 
 
 class _ProgressReporter:
@@ -404,6 +479,10 @@ def score(
     experiment: Annotated[
         str | None, typer.Option(help="With --log: into this experiment [default: score].")
     ] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option(help="A dataset parameter, repeatable: --param source=torchvision."),
+    ] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda[:N] or auto.")] = "cpu",
     data_dir: Annotated[
         Path | None, typer.Option(help="Where on-disk datasets live (mnist source torchvision).")
@@ -423,6 +502,7 @@ def score(
             samples,
             dataset,
             metrics=metrics.split(",") if metrics else None,
+            dataset_params=scoring.parse_params(param or []),
             device=device,
             data_dir=data_dir,
             log=log,

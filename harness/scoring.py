@@ -227,6 +227,23 @@ def score(
     return values
 
 
+def parse_params(items: list[str]) -> dict[str, Any]:
+    """``["source=torchvision", "n=1000"]`` -> ``{"source": "torchvision", "n": 1000}`` (YAML
+    scalars, as in a suite)."""
+    import yaml
+
+    params = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise HarnessError(f"--param: expected KEY=VALUE, got {item!r}")
+        try:
+            params[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            params[key.strip()] = value
+    return params
+
+
 def run_name(name: str | None, where: str) -> str:
     """``score:NAME``, the scores' strategy name in tables (default: the file's stem)."""
     if name is None:

@@ -152,6 +152,9 @@ def test_bad_samples_are_one_line_exit_2_and_write_nothing(kind, tmp_path):
         (["--dataset", "ring8", "--log", "--name", "a b"], "--name 'a b'"),
         (["--dataset", "ring8", "--experiment", "x"], "add --log"),
         (["--dataset", "ring8", "--metrics", "lipschitz"], "needs a critic"),
+        (["--dataset", "ring8", "--param", "nn=5"], "did you mean 'n'"),
+        (["--dataset", "ring8", "--param", "n"], "KEY=VALUE"),
+        (["--dataset", "ring8", "--param", "n=true"], "got a boolean"),
     ],
 )
 def test_bad_options_are_one_line_exit_2(args, message, tmp_path):
@@ -163,6 +166,15 @@ def test_bad_options_are_one_line_exit_2(args, message, tmp_path):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0], result.stderr
     assert not store.exists()
+
+
+def test_dataset_parameters_reach_the_dataset(tmp_path):
+    path = tmp_path / "points.npy"
+    np.save(path, Ring8().load("test").x[:50].numpy())
+    result = cli("score", path, "--dataset", "ring8", "--param", "n=60", "--metrics", "transport")
+    assert result.exit_code == 0, result.output
+    # the reference is the first 50 test points of a 60-point split: other points than above
+    assert float(result.output.split("w1_exact")[1].split()[1]) > 0
 
 
 def test_python_errors_are_harness_errors():
