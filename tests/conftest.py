@@ -9,7 +9,7 @@ torch.set_num_threads(2)
 
 @pytest.fixture(scope="session", autouse=True)
 def harness_cache(tmp_path_factory):
-    """One evaluator cache per test session, never the user's."""
+    """One cache of real-data statistics per test session, never the user's."""
     path = tmp_path_factory.mktemp("harness-cache")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("HARNESS_CACHE_DIR", str(path))

@@ -52,6 +52,7 @@ def test_hash_is_canonical_not_file_bytes():
     assert state_sha256({k: v.clone() for k, v in state.items()}) == WEIGHTS_SHA256
 
 
+@pytest.mark.slow
 def test_training_script_reproduces_the_shipped_hash(tmp_path):
     """Slow (~30 s of one CPU): retrains the evaluator exactly as the shipped one was."""
     from harness.evaluator_training import main
