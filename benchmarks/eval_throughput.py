@@ -57,7 +57,7 @@ def main() -> None:
     )
     rows = []
     seconds, _ = timed(ctx.evaluator)
-    rows.append(("evaluator (load or train + cache)", seconds))
+    rows.append(("evaluator (load the frozen weights, check their hash)", seconds))
     seconds, ctx.fake = timed(lambda: ctx.generate(args.samples))
     rows.append((f"generate {args.samples} samples (dcgan28 width 64)", seconds))
     coverage, fidelity, lipschitz = ModeCoverage(), Fidelity(), Lipschitz()
