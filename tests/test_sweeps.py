@@ -285,3 +285,54 @@ def test_two_setting_sweep_end_to_end_through_tables_and_report(write_suite, tmp
     assert sorted(runs["sweep.optimizer.lr"]) == [1e-5, 1e-3]
     bad = cli.invoke(app, ["table", str(path), "--tracking-uri", store, "--by", "seed"])
     assert bad.exit_code == 2 and "--by" in bad.output
+
+
+# --- the shipped sweep suites ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["sngan_settings", "sngan_settings_mnist", "toy_sweep"])
+def test_shipped_sweep_suites_validate_in_every_profile(name):
+    path = f"suites/{name}.yaml"
+    runs, _ = load_suite(path)
+    assert len(runs.runs) <= 60  # the default profile is sized for a 2-core CPU
+    for profile in runs.config.profiles:
+        try:
+            assert load_suite(path, profile=profile)[0].runs
+        except SuiteError as exc:  # full MNIST lives in --data-dir, not in the test machine
+            assert "--data-dir" in str(exc) and profile == "full"
+
+
+def test_sngan_settings_are_the_papers_table_1():
+    runs = load_suite("suites/sngan_settings.yaml")[0].runs
+    table = {
+        r.setting: (r.optimizer.name, r.optimizer.lr, r.optimizer.betas, r.train.n_critic)
+        for r in runs
+        if r.strategy == "wgan-clip"
+    }
+    assert table == {  # Miyato et al. 2018, Table 1 (Adam: alpha, beta1, beta2, n_dis)
+        "A": ("adam", 1e-4, (0.5, 0.9), 5),
+        "B": ("adam", 1e-4, (0.5, 0.999), 1),
+        "C": ("adam", 2e-4, (0.5, 0.999), 1),
+        "D": ("adam", 1e-3, (0.5, 0.9), 5),
+        "E": ("adam", 1e-3, (0.5, 0.999), 5),
+        "F": ("adam", 1e-3, (0.9, 0.999), 5),
+    }
+
+
+def test_mnist_sweep_smoke_profile_trains(tmp_path):
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    result = CliRunner().invoke(
+        app,
+        [
+            "run",
+            "suites/sngan_settings_mnist.yaml",
+            "-p",
+            "smoke",
+            "--tracking-uri",
+            store,
+            "--device",
+            "cpu",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert result.output.count("finished") >= 6  # 3 strategies × settings A, B
