@@ -465,19 +465,19 @@ def score(
     ],
     metrics: Annotated[
         str | None,
-        typer.Option(help="Comma-separated metric plugins [default: mode_coverage,fid,transport]."),
+        typer.Option(help="Comma-separated metric plugins (default: mode_coverage,fid,transport)."),
     ] = None,
     log: Annotated[
         bool, typer.Option("--log", help="Also record the scores as an MLflow run.")
     ] = False,
     name: Annotated[
-        str | None, typer.Option(help="Its name in tables: score:NAME [default: the file's stem].")
+        str | None, typer.Option(help="Its name in tables: score:NAME (default: the file's stem).")
     ] = None,
     suite: Annotated[
         Path | None, typer.Option(help="With --log: into this suite's experiment.")
     ] = None,
     experiment: Annotated[
-        str | None, typer.Option(help="With --log: into this experiment [default: score].")
+        str | None, typer.Option(help="With --log: into this experiment (default: score).")
     ] = None,
     param: Annotated[
         list[str] | None,
