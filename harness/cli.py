@@ -526,6 +526,9 @@ def score(
     if log:
         label = scoring.run_name(name, str(samples))
         console.print(f"logged as strategy {escape(label)} in experiment {escape(target)}")
+        note = scoring.protocol_note(tracking_uri, target, label)
+        if note:
+            console.print(escape(note), highlight=False, soft_wrap=True)
 
 
 @app.command()
