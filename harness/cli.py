@@ -680,5 +680,27 @@ def new_plugin(
         console.print(line if line == "then:" else f"  {line}", highlight=False, soft_wrap=True)
 
 
+data_app = typer.Typer(help="Get data suites read from --data-dir (explicit, opt-in downloads).")
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("fetch")
+def data_fetch(
+    name: Annotated[str, typer.Argument(help="The dataset: mnist (full MNIST, 70,000 digits).")],
+    data_dir: Annotated[
+        Path, typer.Option(help="Where to put it; pass the same --data-dir to run and validate.")
+    ] = Path("data"),
+):
+    """Download a dataset through torchvision (its mirrors, md5 checks and progress bar) to
+    where `source: torchvision` reads it. $HARNESS_MNIST_MIRROR replaces the mirror list."""
+    from harness.data_fetch import fetch
+
+    try:
+        done = fetch(name, data_dir)
+    except HarnessError as exc:
+        fail(exc, 1)
+    console.print(done, highlight=False, soft_wrap=True)
+
+
 if __name__ == "__main__":
     app()

@@ -227,6 +227,35 @@ def score(
     return values
 
 
+def protocol_note(tracking_uri: str | None, experiment: str, label: str) -> str | None:
+    """A note when the scores just logged as ``label`` were measured under another evaluation
+    protocol than the experiment's trained runs (tables keep one protocol at a time)."""
+    from harness.tracking import Tracker
+
+    client = Tracker(tracking_uri).client
+    found = client.get_experiment_by_name(experiment)
+    runs = client.search_runs(
+        [found.experiment_id],
+        "tags.`harness.kind` != 'suite'",
+        order_by=["attributes.start_time ASC"],
+    )
+    theirs = {
+        r.data.params.get("eval_protocol")
+        for r in runs
+        if r.data.tags.get("harness.kind") == "run" and "eval_protocol" in r.data.params
+    }
+    mine = [
+        r.data.params.get("eval_protocol") for r in runs if r.data.tags.get("strategy") == label
+    ]
+    if not theirs or not mine or mine[-1] in theirs:
+        return None
+    return (
+        f"note: {label} was measured under protocol {mine[-1]}, the trained runs under "
+        f"{', '.join(sorted(theirs))}; tables show one protocol at a time (score as many "
+        "samples as the suite's eval.samples to compare)"
+    )
+
+
 def parse_params(items: list[str]) -> dict[str, Any]:
     """``["source=torchvision", "n=1000"]`` -> ``{"source": "torchvision", "n": 1000}`` (YAML
     scalars, as in a suite)."""

@@ -194,6 +194,7 @@ def test_logged_scores_sit_beside_trained_strategies(write_suite, tmp_path):
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "logged as strategy score:ring in experiment tiny" in result.output
+    assert "note:" not in result.output  # 200 samples: the suite's evaluation protocol
     table = cli("table", suite, "--tracking-uri", uri, "--metrics", "modes_covered")
     assert table.exit_code == 0, table.output
     assert "| score:ring | 1 | 0 | **8** |" in table.output
@@ -205,6 +206,15 @@ def test_logged_scores_sit_beside_trained_strategies(write_suite, tmp_path):
     assert run.data.params["eval.samples"] == "200" and run.data.params["dataset.name"] == "ring8"
     assert run.data.params["identity.metric.mode_coverage"].startswith("harness==")
     assert "eval_protocol" in run.data.params and "torch_version" in run.data.params
-    report = cli("report", suite, "--out", tmp_path / "report", "--tracking-uri", uri)
+    np.save(path, Ring8(n=2000).load("test").x[:100].numpy())
+    other = cli(
+        "score", path, "--dataset", "ring8", "--metrics", "mode_coverage", "--log",
+        "--suite", suite, "--tracking-uri", uri, "--name", "ring100",
+    )  # fmt: skip
+    assert "note: score:ring100 was measured under protocol" in other.output, other.output
+    report = cli(
+        "report", suite, "--out", tmp_path / "report", "--tracking-uri", uri,
+        "--protocol", "gauss-3sigma-v1:n200",
+    )  # fmt: skip
     assert report.exit_code == 0, report.output
     assert "score:ring" in (tmp_path / "report" / "table.md").read_text()
