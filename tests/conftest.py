@@ -28,6 +28,18 @@ def write_suite(tmp_path):
     return write
 
 
+@pytest.fixture
+def mnist_dir(tmp_path) -> Path:
+    """A --data-dir holding the (empty) MNIST files the torchvision source checks for: enough
+    to validate a full profile, not to train on."""
+    raw = tmp_path / "mnist-data" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for split in ("train", "t10k"):
+        for kind in ("images-idx3", "labels-idx1"):
+            (raw / f"{split}-{kind}-ubyte").touch()
+    return tmp_path / "mnist-data"
+
+
 TOY_SUITE = """
 name: tiny
 dataset: {name: ring8, n: 2000}

@@ -225,7 +225,8 @@ def test_new_constraint_parameters_are_checked(cls, params):
 def test_bad_constraint_parameter_is_a_suite_error_naming_the_field():
     with pytest.raises(SuiteError) as info:
         Registry().create("constraint", "gradient_penalty", {"p": 0.5}, field="strategies.x")
-    assert "p must be >= 1" in str(info.value) and info.value.field == "strategies.x"
+    assert "greater than or equal to 1 (got 0.5)" in str(info.value)  # the declared bound
+    assert info.value.field == "strategies.x.p"
 
 
 def test_new_default_optimizers_follow_the_papers():
@@ -272,10 +273,10 @@ def test_new_strategies_train_without_nan(write_suite):
 
 
 @pytest.mark.parametrize("suite", ["suites/toy_modes.yaml", "suites/mnist_modes.yaml"])
-def test_full_profiles_add_the_new_strategies(suite):
+def test_full_profiles_add_the_new_strategies(suite, mnist_dir):
     new = {"lipschitz_penalty", "r1", "dragan", "orthogonal"}
     base, _ = load_suite(suite)
-    full, _ = load_suite(suite, profile="full")
+    full, _ = load_suite(suite, profile="full", data_dir=mnist_dir)
     base_constraints = {s.constraint.name for s in base.config.strategies.values()}
     full_constraints = {s.constraint.name for s in full.config.strategies.values()}
     assert not new & base_constraints and new <= full_constraints

@@ -106,13 +106,8 @@ def test_missing_file_and_unknown_profile(write_suite, tmp_path):
 
 @pytest.mark.parametrize("name", ["toy_modes", "mnist_modes"])
 @pytest.mark.parametrize("profile", [None, "smoke", "full"])
-def test_shipped_suites_validate(name, profile, tmp_path):
-    raw = tmp_path / "MNIST" / "raw"  # what the full profiles' torchvision source checks for
-    raw.mkdir(parents=True)
-    for split in ("train", "t10k"):
-        for kind in ("images-idx3", "labels-idx1"):
-            (raw / f"{split}-{kind}-ubyte").touch()
-    suite, _ = load_suite(f"suites/{name}.yaml", profile=profile, data_dir=tmp_path)
+def test_shipped_suites_validate(name, profile, mnist_dir):
+    suite, _ = load_suite(f"suites/{name}.yaml", profile=profile, data_dir=mnist_dir)
     strategies = {r.strategy for r in suite.runs}
     assert {"bce", "wgan-clip", "wgan-gp", "wgan-sn"} <= strategies
     if profile is None:
