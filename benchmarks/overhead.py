@@ -4,6 +4,7 @@ MLP (toy_modes) and DCGAN-28 MNIST (mnist_modes).
 
     uv run python benchmarks/overhead.py [--steps 200] [--repeats 5] [--archs toy,mnist]
         [--constraints none,weight_clip] [--precision fp32|bf16] [--device auto] [--threads N]
+        [--full-width]
 
 Prints a markdown table of milliseconds per generator step (median over repeats) and the ratio
 harness / bare (median over repeats of back-to-back pairs). Bare and harness runs alternate (and
@@ -186,7 +187,13 @@ def main() -> None:
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, default=None, help="torch threads")
+    parser.add_argument(
+        "--full-width", action="store_true", help="the full profiles' MLP 512×3, DCGAN-28 64"
+    )
     args = parser.parse_args()
+    if args.full_width:
+        ARCHS["toy"]["architecture"].update(width=512)
+        ARCHS["mnist"]["architecture"].update(width=64, z_dim=128)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
