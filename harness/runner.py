@@ -9,6 +9,8 @@ this process (``jobs=1``), in a local worker process (``jobs=N``) or as a Ray ta
 from __future__ import annotations
 
 import contextlib
+import signal
+import threading
 import traceback
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -108,15 +110,49 @@ def _train(job: Job, run: RunTracker, registry: Registry | None, progress: Progr
             checkpoint_every=job.checkpoint_every,
             compile=job.compile,
         )
-    except KeyboardInterrupt:
-        run.finish("interrupted")
-        raise
     except BaseException as exc:  # SystemExit from plugin code too: it fails only its run
+        if isinstance(exc, KeyboardInterrupt) and Interrupts.real():
+            run.finish("interrupted")
+            raise
         run.log_text(traceback.format_exc(), "traceback.txt")
         run.finish("failed")
         return Outcome(job.spec, "failed", error=f"{type(exc).__name__}: {exc}")
     run.finish(result.status)
     return Outcome(job.spec, result.status, result.metrics)
+
+
+class Interrupts:
+    """Tells a real Ctrl-C from a ``KeyboardInterrupt`` that plugin code raised itself. While
+    :meth:`watch` is active (``harness run`` in its main process) a SIGINT is counted, and a
+    KeyboardInterrupt with none counted fails only its run; elsewhere (library use, worker
+    processes) every KeyboardInterrupt counts as Ctrl-C."""
+
+    watching = False
+    signals = 0
+
+    @classmethod
+    def real(cls) -> bool:
+        return not cls.watching or cls.signals > 0
+
+    @classmethod
+    @contextlib.contextmanager
+    def watch(cls):
+        default = signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        if not default or threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def count(signum, frame):
+            cls.signals += 1
+            signal.default_int_handler(signum, frame)
+
+        signal.signal(signal.SIGINT, count)
+        cls.watching, cls.signals = True, 0
+        try:
+            yield
+        finally:
+            cls.watching = False
+            signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def run_suite(
@@ -161,9 +197,12 @@ def run_suite(
         parent_id = tracker.start_suite(suite)
         completed, _ = tracker.existing_runs(tracker.experiment_id(suite.config.name))
         tracker.sweep(set(completed))
+        logged = experiment_runs(tracker, tracker.experiment_id(suite.config.name))
     except Exception as exc:
         tracker.end_suite(None, "failed")
         raise storage_error(exc) from None
+    trained = [s for s in suite.runs if s.run_key not in completed or s.strategy in rerun]
+    progress.planned(plan(suite.runs, trained, logged, set(rerun)))
     outcomes: dict[str, Outcome] = {}
     todo = []
     for spec in suite.runs:
@@ -186,8 +225,6 @@ def run_suite(
                     threads=threads,
                 )
             )
-    logged = experiment_runs(tracker, tracker.experiment_id(suite.config.name))
-    progress.planned(plan(suite.runs, [job.spec for job in todo], logged, set(rerun)))
     status = "finished"
     try:
         if executor == "local" and jobs == 1:
