@@ -126,7 +126,7 @@ def run(
 ):
     """Train every (strategy, setting, seed) run of SUITE, log to MLflow, print a table."""
     from harness.identity import rerun_set
-    from harness.runner import run_suite
+    from harness.runner import Interrupts, run_suite
     from harness.suite import load_suite
     from harness.trainer import resolve_device
 
@@ -157,7 +157,7 @@ def run(
         f"[bold]{loaded.config.name}[/bold] ({profile or 'default'} profile): {len(runs)} runs "
         f"on {resolved}, tracking at {tracker.uri}"
     )
-    with _reporter() as reporter:
+    with _reporter() as reporter, Interrupts.watch():
         try:
             outcomes = run_suite(
                 loaded,

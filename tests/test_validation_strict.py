@@ -332,6 +332,50 @@ def test_a_plugin_exiting_during_training_fails_only_its_run(
     assert parent.info.status == "FINISHED"
 
 
+INTERRUPTING_CONSTRAINT = """
+import os
+import signal
+
+import harness
+from harness.parts import Constraint
+
+
+class Interrupts(Constraint):
+    def penalty(self, critic, real, fake):
+        if REAL:
+            os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C does
+        raise KeyboardInterrupt  # plugin code pretending to be Ctrl-C
+
+
+@harness.hookimpl
+def register_constraints(register):
+    register("exit_penalty", Interrupts)
+"""
+
+
+@pytest.mark.parametrize("real", [False, True])
+def test_only_a_real_ctrl_c_stops_the_suite(
+    tmp_path, monkeypatch, write_suite, tracking_store, real
+):
+    module = f"interrupting_{real}"
+    (tmp_path / f"{module}.py").write_text(INTERRUPTING_CONSTRAINT.replace("REAL", str(real)))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    name = f"interrupts{real}"
+    path = write_suite(SHORT.replace("MODULE", module).replace("name: exits", f"name: {name}"))
+    result = cli("run", str(path), "--tracking-uri", tracking_store, "--device", "cpu")
+    tracker = Tracker(tracking_store)
+    runs = tracker.client.search_runs([tracker.client.get_experiment_by_name(name).experiment_id])
+    kids = {r.data.tags["strategy"]: r for r in runs if r.data.tags.get("harness.kind") == "run"}
+    (parent,) = [r for r in runs if r.data.tags.get("harness.kind") == "suite"]
+    if real:  # the suite stops: the run interrupted (resumable), bce never started
+        assert result.exit_code == 130 and set(kids) == {"exits"}
+        assert kids["exits"].data.tags["status"] == "interrupted" and parent.info.status == "KILLED"
+    else:  # only that run fails
+        assert result.exit_code == 1 and "failed: exits seed 0: KeyboardInterrupt" in result.stderr
+        assert kids["exits"].data.tags["status"] == "failed"
+        assert kids["bce"].info.status == "FINISHED" and parent.info.status == "FINISHED"
+
+
 # random mutants of a valid suite ---------------------------------------------------------------
 
 ODD = st.sampled_from(
