@@ -55,6 +55,7 @@ def per_setting(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
     if metric not in frame:
         raise HarnessError(f"no metric {metric!r} in these runs")
     rows = []
+    frame = frame[frame["status"].isin(OK + BAD)]  # runs still going (or killed) say nothing yet
     frame = frame.sort_values(["strategy", "setting"], key=_order(frame), kind="stable")
     for (strategy, setting), runs in frame.groupby(["strategy", "setting"], sort=False):
         usable = runs[runs["status"].isin(OK)]

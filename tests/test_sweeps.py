@@ -222,6 +222,7 @@ def synthetic() -> pd.DataFrame:
     for setting, (s0, s1) in b.items():
         rows += [("b", setting, 0, "finished", s0), ("b", setting, 1, "finished", s1)]
     rows += [("b", "D", 0, "diverged", np.nan), ("b", "D", 1, "finished", 8)]
+    rows += [("a", "E", 0, "running", np.nan)]  # not done yet: no evidence either way
     frame = pd.DataFrame(rows, columns=["strategy", "setting", "seed", "status", "modes_covered"])
     return frame.assign(w1_exact=1.0 / (1 + frame["modes_covered"]))
 
