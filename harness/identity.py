@@ -26,8 +26,6 @@ if TYPE_CHECKING:
     from harness.suite import RunSpec
 
 PREFIX = "identity."
-COMPLETED = ("finished", "diverged")
-UNFINISHED = ("running", "interrupted")
 
 
 @dataclass(frozen=True)
@@ -138,13 +136,13 @@ def logged_modules(params: dict[str, str]) -> list[str]:
 
 def why(spec: RunSpec, runs: list[Any], rerun: bool) -> str:
     """Why ``spec`` trains, given the experiment's logged runs (oldest first)."""
-    from harness.tracking import flatten
+    from harness.tracking import COMPLETED, RESUMABLE, flatten
 
     key = spec.run_key
     same = [r.data.tags.get("status") for r in runs if r.data.tags.get("run_key") == key]
     if any(s in COMPLETED for s in same):
         return "--rerun" if rerun else "finished meanwhile"
-    if any(s in UNFINISHED for s in same):
+    if any(s in RESUMABLE for s in same):
         return "resuming an unfinished run"
     if same:
         return "retrying a failed run"
