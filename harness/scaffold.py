@@ -3,7 +3,13 @@ working example, the entry point, a conformance test and a one-strategy suite.""
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
+import os
 import re
+import shlex
+import shutil
+import sys
 from pathlib import Path
 from string import Template
 
@@ -17,7 +23,8 @@ name = "$dist"
 version = "0.1.0"
 description = "A $kind for harness: $name."
 requires-python = ">=3.11"
-# harness itself comes from the environment you install this into (the harness checkout).
+# harness is not a dependency: install this into the environment harness runs in (the
+# command `harness new-plugin` printed), where its tests and suite find harness too.
 
 [project.entry-points.harness]
 $name = "$module"
@@ -280,9 +287,28 @@ def create(kind: str, name: str, directory: Path | None = None) -> list[Path]:
 
 
 def next_steps(directory: Path) -> list[str]:
-    """The commands that install, test and run a written package."""
+    """The commands that install, test and run a written package from the directory they are
+    printed in. They name the harness environment by its interpreter, so they need neither an
+    activated environment nor the harness checkout as working directory."""
+    python = Path(sys.executable)
+    if python.with_name("python").is_file():  # python3.11 → python: the name every venv has
+        python = python.with_name("python")
+    script = python.with_name("harness")
+    harness = _shown(script) if script.is_file() else f"{_shown(python)} -m harness.cli"
+    if shutil.which("uv") or importlib.util.find_spec("pip") is None:
+        install = f"uv pip install --python {_shown(python)} -e {_shown(directory)}"
+    else:
+        install = f"{_shown(python)} -m pip install -e {_shown(directory)}"
     return [
-        f"uv pip install -e {directory}",
-        f"uv run pytest {directory / 'tests'}",
-        f"uv run harness run {directory / 'suite.yaml'} -p smoke",
+        install,
+        f"{_shown(python)} -m pytest {_shown(directory / 'tests')}",
+        f"{harness} run {_shown(directory / 'suite.yaml')} -p smoke",
     ]
+
+
+def _shown(path: Path) -> str:
+    """A path as a shell word: relative when under the working directory, else absolute."""
+    path = Path(os.path.abspath(path))
+    with contextlib.suppress(ValueError):
+        path = path.relative_to(Path.cwd())
+    return shlex.quote(str(path))

@@ -85,8 +85,8 @@ def test_the_page_runs_end_to_end(tmp_path, tracking_store):
         assert code == 0, f"harness {command}\n{output}"
     assert tested and all(" passed" in t.result() for t in tested)
 
-    for indices, text in shown:
-        output = masked("\n".join(results[i][1] for i in indices))
+    for indices, text in shown:  # paths under the checkout as seen from it, as the page shows
+        output = masked("\n".join(results[i][1] for i in indices).replace(f"{ROOT}/", ""))
         for line in masked(text):
             assert any(line in out for out in output), f"{line!r} not in:\n" + "\n".join(output)
     table = dict(zip(commands, (out for _, out in results), strict=True))[

@@ -5,6 +5,7 @@ import importlib
 import re
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 from plugin_site import harness, install, pytest_run
@@ -61,7 +62,7 @@ def test_every_kind_is_a_working_part_with_a_valid_suite(kind, tmp_path, monkeyp
 def test_scaffolded_constraint_installs_lists_runs_and_tests(tmp_path, tracking_store):
     package, site = tmp_path / "harness-my-idea", tmp_path / "site"
     created = runner.invoke(app, ["new-plugin", "constraint", "my_idea", "--dir", str(package)])
-    assert created.exit_code == 0 and f"uv pip install -e {package}" in created.stdout
+    assert created.exit_code == 0 and f"-e {package}\n" in created.stdout
     install(site, package)
     with ThreadPoolExecutor() as pool:  # the package's own tests run beside the CLI
         tested = pool.submit(pytest_run, site, tmp_path, str(package / "tests"))
@@ -74,3 +75,44 @@ def test_scaffolded_constraint_installs_lists_runs_and_tests(tmp_path, tracking_
     assert listed == 0 and re.search(r"│ my_idea +│ weight=10.0 +│ harness-my-idea +│", listing)
     assert ran == 0 and re.search(r"│ wgan-my_idea +│ +1 │ +0 │", run_output), run_output
     assert int(re.search(r"(\d+) passed", tested.result())[1]) >= 2, tested.result()
+
+
+def test_scaffold_outside_the_checkout_and_its_printed_steps_work_from_there(
+    tmp_path, tracking_store
+):
+    """A user in some other directory, with the harness environment's interpreter (here a
+    throwaway environment that sees the project's packages, so the install stays in it):
+    every printed command, run as printed from that directory, works through to the
+    generated package's own tests passing and its suite running."""
+    import os
+    import shlex
+    import subprocess
+    import sysconfig
+
+    env_dir, work = tmp_path / "env", tmp_path / "elsewhere"
+    work.mkdir()
+    subprocess.run(["uv", "venv", "-q", "--python", sys.executable, str(env_dir)], check=True)
+    python = env_dir / "bin" / "python"
+    site_dir = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    project_site = sysconfig.get_paths()["purelib"]
+    pth = f"import site; site.addsitedir({project_site!r})\n"  # harness, torch, pytest
+    (Path(site_dir) / "_project.pth").write_text(pth)
+    environ = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
+    environ |= {"OMP_NUM_THREADS": "1", "MLFLOW_TRACKING_URI": tracking_store}
+
+    def shell(*words: str) -> str:
+        done = subprocess.run(words, cwd=work, env=environ, capture_output=True, text=True)
+        assert done.returncode == 0, f"{shlex.join(words)}\n{done.stdout}{done.stderr}"
+        return done.stdout
+
+    out = shell(str(python), "-m", "harness.cli", "new-plugin", "constraint", "my_idea")
+    steps = out.split("then:\n", 1)[1].splitlines()
+    assert len(steps) == 3 and not any("uv run" in step for step in steps), out
+    _, tested, ran = (shell(*shlex.split(step)) for step in steps)
+    assert re.search(r"(\d+) passed", tested) and "failed" not in tested, tested
+    assert re.search(r"│ wgan-my_idea +│ +1 │ +0 │", ran), ran
