@@ -76,7 +76,7 @@ def run(
     tracking_uri: Annotated[
         str | None,
         typer.Option(
-            help="MLflow tracking URI [default: $MLFLOW_TRACKING_URI or results/mlflow.db]."
+            help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else results/mlflow.db)."
         ),
     ] = None,
     seeds: Annotated[str | None, typer.Option(help="Override the suite's seeds: 0,1,2.")] = None,
@@ -401,7 +401,7 @@ def table(
         ),
     ] = False,
     metric: Annotated[
-        str | None, typer.Option(help="The metric of --robustness [default: the first shown].")
+        str | None, typer.Option(help="The metric of --robustness (default: the first shown).")
     ] = None,
     tracking_uri: Annotated[str | None, typer.Option(help="MLflow URI.")] = None,
     all_versions: Annotated[
@@ -665,7 +665,7 @@ def new_plugin(
     kind: Annotated[str, typer.Argument(help="constraint, loss, architecture or dataset.")],
     name: Annotated[str, typer.Argument(help="The part's name in suites, e.g. half_clip.")],
     directory: Annotated[
-        Path | None, typer.Option("--dir", help="Package directory [default: ./harness-NAME].")
+        Path | None, typer.Option("--dir", help="Package directory (default: ./harness-NAME).")
     ] = None,
 ):
     """Write a plugin package: a working example part, its entry point, a test, a suite."""
