@@ -95,12 +95,13 @@ def create_sqlite_store(db: Path) -> None:
     MLflow's schema migrations run on a temporary file that is renamed into place, so neither a
     kill during them (seconds) nor a second process creating the same store leaves a half-built
     or replaced store. Temporary stores of crashed creations are deleted under the same lock."""
-    from mlflow.tracking import MlflowClient
-
     lock = db.with_name(f".{db.name}.lock")
     if db.exists() and not [p for p in db.parent.glob(f".{db.name}.*") if p != lock]:
         return
-    probe_writable(db.parent, "tracking store folder")
+    probe_writable(db.parent, "tracking store folder")  # before MLflow's seconds of imports
+    from mlflow.tracking import MlflowClient
+
+    logging.getLogger("mlflow").setLevel(logging.WARNING)  # no migration chatter
     with claim(lock, wait=True):
         for leftover in db.parent.glob(f".{db.name}.*"):  # their creators died: we hold the lock
             if leftover != lock:
@@ -133,14 +134,14 @@ class Tracker:
     """
 
     def __init__(self, uri: str | None = None):
-        from mlflow.tracking import MlflowClient
-
-        logging.getLogger("mlflow").setLevel(logging.WARNING)  # no INFO chatter on the console
         self.uri = uri or default_tracking_uri()
         self.invocation: Claim | None = None
         try:
             if self.uri.startswith("sqlite:///"):
                 create_sqlite_store(Path(self.uri.removeprefix("sqlite:///")))
+            from mlflow.tracking import MlflowClient
+
+            logging.getLogger("mlflow").setLevel(logging.WARNING)  # no INFO chatter on the console
             if self.uri.startswith(("http://", "https://")):
                 import requests
 
