@@ -153,9 +153,11 @@ def run(
     except (HarnessError, RuntimeError) as exc:
         fail(exc)
     runs = loaded.runs
+    from harness.report import shown_uri
+
     console.print(
         f"[bold]{loaded.config.name}[/bold] ({profile or 'default'} profile): {len(runs)} runs "
-        f"on {resolved}, tracking at {tracker.uri}"
+        f"on {resolved}, tracking at {shown_uri(tracker.uri)}"
     )
     with _reporter() as reporter, Interrupts.watch():
         try:

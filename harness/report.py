@@ -417,13 +417,26 @@ def _figure_html(figure: Figure) -> str:
     )
 
 
+def shown_uri(uri: str, base: Path | None = None) -> str:
+    """A tracking URI as a page shows it: a SQLite file or path under ``base`` (the working
+    directory) relative to it, so a committed report names no machine's directories."""
+    scheme = "sqlite:///" if uri.startswith("sqlite:///") else ""
+    path = uri.removeprefix(scheme)
+    if "://" in path or not os.path.isabs(path):
+        return uri
+    try:
+        return scheme + Path(path).relative_to(base or Path.cwd()).as_posix()
+    except ValueError:
+        return uri
+
+
 def render_page(*, experiment, uri, parent, frame, table_html, counts, figures) -> str:
     import harness
 
     e = html.escape
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     meta = (
-        f"tracking store <code>{e(uri)}</code> · {len(frame)} runs, "
+        f"tracking store <code>{e(shown_uri(uri))}</code> · {len(frame)} runs, "
         f"{frame['strategy'].nunique()} strategies, {frame['seed'].nunique()} seeds · "
         f"made by harness {e(harness.__version__)} on {now}"
     )

@@ -240,3 +240,15 @@ def test_report_renders_in_headless_chromium(written, tmp_path):
     assert image.size == (1280, 2000)
     histogram = image.histogram()
     assert max(histogram) < 0.97 * sum(histogram)  # not blank: text, tables and figures
+
+
+def test_the_page_shows_the_tracking_store_relative_to_the_working_directory(tmp_path):
+    from harness.report import shown_uri
+
+    inside = f"sqlite:///{tmp_path / 'results' / 'mlflow.db'}"
+    assert shown_uri(inside, base=tmp_path) == "sqlite:///results/mlflow.db"
+    elsewhere = "sqlite:////srv/stores/mlflow.db"
+    assert shown_uri(elsewhere, base=tmp_path) == elsewhere  # not under it: as given
+    assert shown_uri(str(tmp_path / "mlruns"), base=tmp_path) == "mlruns"
+    for uri in ("http://tracking:5000", "sqlite:///results/mlflow.db", "databricks"):
+        assert shown_uri(uri, base=tmp_path) == uri
