@@ -582,9 +582,10 @@ def list_parts(
 
     try:
         registry = Registry()
+        parts = registry.parts  # registering every part: a failing plugin hook is one line
     except HarnessError as exc:
         fail(exc)
-    if kind is not None and kind not in registry.parts:
+    if kind is not None and kind not in parts:
         fail(HarnessError(f"--kind: unknown kind {kind!r}; known: {', '.join(registry.parts)}"))
     kinds = [kind] if kind else list(registry.parts)
     if name is not None:
