@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.util
 import inspect
 import json
 from collections import Counter
@@ -63,7 +64,24 @@ def part_identity(cls: type, dist: str | None = None) -> PartIdentity:
 
 
 def source_hash(cls: type) -> str:
-    """sha256 of the bytes of the file defining ``cls`` (its source text when it has no file)."""
+    """sha256 of the bytes of the file defining ``cls`` (its source text when it has no file);
+    with the files of the modules named in its ``code_modules`` (code it imports lazily, such as
+    its torch networks) when it names any."""
+    own = _file_hash(cls)
+    extra = getattr(cls, "code_modules", ())
+    if not extra:
+        return own
+    digest = hashlib.sha256(own.encode())
+    for name in extra:
+        spec = importlib.util.find_spec(name)  # finds the file without importing torch
+        if spec is None or not spec.origin:
+            raise ValueError(f"{cls.__qualname__}.code_modules: no module {name!r}")
+        with open(spec.origin, "rb") as file:
+            digest.update(file.read())
+    return digest.hexdigest()
+
+
+def _file_hash(cls: type) -> str:
     try:
         path = inspect.getsourcefile(cls)
         if path:

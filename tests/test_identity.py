@@ -242,3 +242,20 @@ def test_a_table_of_only_older_runs_says_so_in_one_line(tmp_path):
     )
     every = harness("table", "--experiment", "old", "--tracking-uri", uri, "--all-versions")
     assert every.exit_code == 0 and "| a | 1 | 0 |" in every.output
+
+
+def test_code_a_part_imports_lazily_is_part_of_its_identity():
+    import hashlib
+    from pathlib import Path
+
+    from harness.identity import source_hash
+    from plugins.architectures import MLP
+    from plugins.constraints import GradientPenalty
+
+    plugins = Path(__file__).parents[1] / "plugins"
+    own = hashlib.sha256((plugins / "architectures.py").read_bytes()).hexdigest()
+    nets = (plugins / "architecture_nets.py").read_bytes()
+    assert MLP.code_modules == ("plugins.architecture_nets",)
+    assert source_hash(MLP) == hashlib.sha256(own.encode() + nets).hexdigest()
+    plain = hashlib.sha256((plugins / "constraints.py").read_bytes()).hexdigest()
+    assert source_hash(GradientPenalty) == plain  # no code_modules: the file's hash alone
