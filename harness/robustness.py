@@ -208,7 +208,13 @@ def settings_figure(frame: pd.DataFrame, metrics: list[str], colors: dict):
             settings.loc[(settings["strategy"] == s) & settings["trains"], "value"].dropna()
             for s in strategies
         ]
-        ax.boxplot(ok, positions=range(len(strategies)), widths=0.5, showfliers=False)
+        ax.boxplot(
+            ok,
+            positions=range(len(strategies)),
+            widths=0.5,
+            showfliers=False,
+            medianprops={"color": "k"},
+        )
         rng = np.random.default_rng(0)
         for i, strategy in enumerate(strategies):
             rows = settings[settings["strategy"] == strategy]
