@@ -170,6 +170,20 @@ def test_strategies_override_architecture_and_batch_only_for_themselves():
     assert {"wgan-gp-pack4", "wgan-sn-pack4", "wgan-clip-pack4"} <= set(runs)
 
 
+def test_lipschitz_diagnostics_take_a_packed_critic():
+    from harness.metrics.lipschitz import lipschitz_diagnostics, lipschitz_lower_bound
+
+    torch.manual_seed(0)
+    inner = nn.Linear(4, 1, bias=False)
+    critic = packed(lambda s: nn.Sequential(inner, nn.Flatten(0)), (2,), pack=2)
+    x = torch.randn(64, 2)
+    slope = torch.linalg.vector_norm(inner.weight).item()  # a linear map's exact constant
+    bound = lipschitz_lower_bound(critic, x)  # over pairs of packs (4-D), never above it
+    assert slope * 0.9 < bound <= slope * (1 + 1e-5)
+    values = lipschitz_diagnostics(critic, x[:32], x[32:])
+    assert values["lipschitz_upper_bound"] == pytest.approx(slope, rel=1e-4)
+
+
 # --- value surface ------------------------------------------------------------------------
 
 
