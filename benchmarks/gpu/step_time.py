@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import logging
 import sys
 from pathlib import Path
 
@@ -25,7 +26,27 @@ from profile_slice import load_slice  # noqa: E402
 
 from harness.trainer import resolve_device, train  # noqa: E402
 
-FIELDS = ["suite", "arch", "strategy", "constraint", "mode", "ms_per_step", "peak_memory_mb"]
+FIELDS = [
+    "suite",
+    "arch",
+    "strategy",
+    "constraint",
+    "mode",
+    "ms_per_step",
+    "peak_memory_mb",
+    "note",
+]
+
+
+class Warnings(logging.Handler):
+    """The trainer's warnings during one run (a failed torch.compile falls back to eager)."""
+
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
 
 
 def specs(suite: str, steps: int, precision: str, tiny: bool):
@@ -33,7 +54,14 @@ def specs(suite: str, steps: int, precision: str, tiny: bool):
         f"suites/{suite}.yaml", steps=steps, seeds=[0], eval_every=steps, eval_samples=100,
         precision=precision, tiny=tiny,
     )  # fmt: skip
-    return [s.model_copy(update={"metrics": []}) for s in loaded.runs], registry
+    cost = lambda spec: [m for m in spec.metrics if m.name == "cost"]  # noqa: E731 (peak memory)
+    return [s.model_copy(update={"metrics": cost(s)}) for s in loaded.runs], registry
+
+
+def _cell(row: dict) -> str:
+    if not row:
+        return "–"
+    return f"{row['ms_per_step']}" + (" (eager: compile failed)" if row["note"] else "")
 
 
 def main() -> None:
@@ -58,10 +86,14 @@ def main() -> None:
             warm, _ = specs(suite, 3, precision, args.tiny)
             train(warm[0], registry=registry, device=device, compile=mode == "compile")
             for spec in runs:
+                warned = Warnings()
+                logging.getLogger("harness").addHandler(warned)
                 result = train(
                     spec, registry=registry, device=device, checkpoint_every=10**9,
                     compile=mode == "compile",
                 )  # fmt: skip
+                logging.getLogger("harness").removeHandler(warned)
+                eager = any("torch.compile failed" in m for m in warned.messages)
                 row = {
                     "suite": suite,
                     "arch": spec.architecture.name,
@@ -70,6 +102,7 @@ def main() -> None:
                     "mode": mode,
                     "ms_per_step": round(1000 * result.train_seconds / max(result.steps, 1), 3),
                     "peak_memory_mb": round(result.metrics.get("peak_memory_mb", float("nan")), 1),
+                    "note": "compile failed: eager" if eager else "",
                 }
                 rows.append(row)
                 print(f"  {row}", file=sys.stderr, flush=True)
@@ -83,7 +116,7 @@ def main() -> None:
     print("|---|---|" + "---:|" * (len(modes) + 1))
     cells = {(r["arch"], r["strategy"], r["mode"]): r for r in rows}
     for arch, strategy in dict.fromkeys((r["arch"], r["strategy"]) for r in rows):
-        times = [cells.get((arch, strategy, m), {}).get("ms_per_step", "–") for m in modes]
+        times = [_cell(cells.get((arch, strategy, m), {})) for m in modes]
         peak = cells.get((arch, strategy, modes[0]), {}).get("peak_memory_mb", "–")
         print(f"| {arch} | {strategy} | " + " | ".join(map(str, times)) + f" | {peak} |")
 
