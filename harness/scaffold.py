@@ -38,11 +38,15 @@ MODULES = {
     "constraint": '''\
 """$cls: a Lipschitz strategy for harness, registered as constraint ``$name``."""
 
-import torch
-from torch import Tensor, nn
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import harness
 from harness.parts import Constraint
+
+if TYPE_CHECKING:  # torch is imported where it is used: `harness list` stays fast
+    from torch import Tensor, nn
 
 
 class $cls(Constraint):
@@ -54,6 +58,8 @@ class $cls(Constraint):
         self.weight = weight
 
     def penalty(self, critic: nn.Module, real: Tensor, fake: Tensor) -> Tensor:
+        import torch
+
         x = real.detach().requires_grad_(True)
         (grad,) = torch.autograd.grad(critic(x).sum(), x, create_graph=True)
         return self.weight / 2 * grad.flatten(1).pow(2).sum(1).mean()
@@ -69,10 +75,15 @@ def register_constraints(register):
     "loss": '''\
 """$cls: a GAN loss for harness, registered as loss ``$name``."""
 
-from torch import Tensor
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import harness
 from harness.parts import Loss
+
+if TYPE_CHECKING:  # no torch import at module level: `harness list` stays fast
+    from torch import Tensor
 
 
 class $cls(Loss):
