@@ -188,7 +188,8 @@ def run(
             err.print(f"{escape(o.spec.strategy)} seed {o.spec.seed}: {o.error}, skipped")
     failed = [o for o in outcomes if o.status == "failed"]
     for o in failed:
-        err.print(f"[red]failed:[/red] {o.spec.strategy} seed {o.spec.seed}: {o.error}")
+        at = f" @ {o.spec.setting}" if o.spec.setting else ""
+        err.print(f"[red]failed:[/red] {o.spec.strategy}{at} seed {o.spec.seed}: {o.error}")
     if failed:
         raise typer.Exit(1)
 
