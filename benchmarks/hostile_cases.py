@@ -118,14 +118,18 @@ def cases() -> list[Case]:
     for name, (old, new) in {
         "top-level name": ("name: tiny\n", "name: tiny\nname: other\n"),
         "top-level train": ("metrics:", "train: {steps: 9}\nmetrics:"),
-        "strategy": ("  bce: {loss: bce, constraint: none}\n",
-                     "  bce: {loss: bce}\n  bce: {loss: hinge}\n"),
+        "strategy": (
+            "  bce: {loss: bce, constraint: none}\n",
+            "  bce: {loss: bce}\n  bce: {loss: hinge}\n",
+        ),
         "train field": ("n_critic: 2,", "n_critic: 2, n_critic: 5,"),
         "dataset param": ("n: 2000}", "n: 2000, n: 10}"),
         "architecture param": ("width: 16,", "width: 16, width: 32,"),
         "constraint param": (GP, "{loss: hinge, constraint: {name: weight_clip, c: 1, c: 2}}"),
-        "metric param": ("metrics: [mode_coverage]",
-                         "metrics: [{name: mode_coverage, min_count: 1, min_count: 2}]"),
+        "metric param": (
+            "metrics: [mode_coverage]",
+            "metrics: [{name: mode_coverage, min_count: 1, min_count: 2}]",
+        ),
         "seeds": ("seeds: [0, 1]", "seeds: [0, 1]\nseeds: [2]"),
         "profile": ("metrics:", "profiles: {a: {seeds: [1]}, a: {seeds: [2]}}\nmetrics:"),
         "inside a profile": ("metrics:", "profiles: {a: {seeds: [1], seeds: [2]}}\nmetrics:"),
@@ -136,8 +140,10 @@ def cases() -> list[Case]:
         "name a number": ("name: tiny", "name: 123"),
         "strategies a list": ("strategies:\n", "strategies: [a, b]\nx:\n"),
         "seeds a string": ("seeds: [0, 1]", "seeds: zero"),
-        "train a string": ("train: {steps: 2, batch_size: 32, n_critic: 2, log_every: 1}",
-                           "train: fast"),
+        "train a string": (
+            "train: {steps: 2, batch_size: 32, n_critic: 2, log_every: 1}",
+            "train: fast",
+        ),
         "steps a word": ("steps: 2", "steps: two"),
         "dataset a number": ("dataset: {name: ring8, n: 2000}", "dataset: 5"),
         "metrics a mapping": ("metrics: [mode_coverage]", "metrics: {mode_coverage: 1}"),
@@ -165,8 +171,10 @@ def cases() -> list[Case]:
         "width": ("width: 16", "width: true"),
         "n": ("n: 2000", "n: true"),
         "clip c": (GP, "{loss: hinge, constraint: {name: weight_clip, c: true}}"),
-        "power iterations": (GP, "{loss: hinge, constraint: {name: spectral_norm, "
-                                 "n_power_iterations: true}}"),
+        "power iterations": (
+            GP,
+            "{loss: hinge, constraint: {name: spectral_norm, n_power_iterations: true}}",
+        ),
     }.items():
         add("booleans", name, sub(old, new))
     # NaN and infinity
@@ -198,8 +206,10 @@ def cases() -> list[Case]:
         "mlp width -5": ("width: 16", "width: -5"),
         "mlp depth -1": ("depth: 2", "depth: -1"),
         "ring8 n 0": ("n: 2000", "n: 0"),
-        "no strategies": ("strategies:\n  wgan-gp: " + GP + "\n  bce: {loss: bce, constraint: "
-                          "none}\n", "strategies: {}\n"),
+        "no strategies": (
+            "strategies:\n  wgan-gp: " + GP + "\n  bce: {loss: bce, constraint: none}\n",
+            "strategies: {}\n",
+        ),
         "dcgan28 on ring8": ("name: mlp, width: 16, depth: 2", "name: dcgan28, width: 4"),
         "dcgan28 width 0": ("name: mlp, width: 16, depth: 2", "name: dcgan28, width: 0"),
     }.items():
@@ -241,12 +251,18 @@ def cases() -> list[Case]:
         "train key": ("log_every: 1", "log_evry: 1"),
         "optimizer": (GP, "{loss: hinge, optimizer: {name: adamw, lr: 0.1}}"),
         "precision": ("log_every: 1", "log_every: 1, precision: fp16"),
-        "fid_inception weights": ("metrics: [mode_coverage]",
-                                  "metrics: [{name: fid_inception, weights: /nonexistent.pt}]"),
+        "fid_inception weights": (
+            "metrics: [mode_coverage]",
+            "metrics: [{name: fid_inception, weights: /nonexistent.pt}]",
+        ),
     }.items():
         add("unknown names", name, sub(old, new))
-    add("unknown names", "profile -p", BASE + "profiles: {smoke: {seeds: [3]}}\n",
-        args=("--profile", "smok"))
+    add(
+        "unknown names",
+        "profile -p",
+        BASE + "profiles: {smoke: {seeds: [3]}}\n",
+        args=("--profile", "smok"),
+    )
     # unsafe names and control characters
     for name, value in {
         "newline": "bad\nname",
@@ -265,6 +281,7 @@ def cases() -> list[Case]:
     add("unsafe names", "unknown loss with ANSI", sub("loss: bce,", 'loss: "b\\e[31mce",'))
     add("unsafe names", "parameter key with newline", sub("width: 16", '"wid\\nth": 16'))
     add("unsafe names", "-p with ANSI", BASE, args=("--profile", "x\x1b[31m"))
+
     # bad paths
     def fifo(d: Path) -> Path:
         os.mkfifo(d / "suite.yaml")
@@ -308,8 +325,10 @@ def cases() -> list[Case]:
         add("bad paths", name, setup=make)
     # data a dataset needs
     tv = sub("dataset: {name: ring8, n: 2000}", "dataset: {name: mnist, source: torchvision}")
-    stacked = sub("dataset: {name: ring8, n: 2000}",
-                  "dataset: {name: stacked_mnist, source: torchvision, n: 100}")
+    stacked = sub(
+        "dataset: {name: ring8, n: 2000}",
+        "dataset: {name: stacked_mnist, source: torchvision, n: 100}",
+    )
     add("missing data", "torchvision without --data-dir", tv)
     add("missing data", "stacked torchvision without --data-dir", stacked)
     add("missing data", "--data-dir missing", tv, args=("--data-dir", "/nonexistent/dir"))
@@ -349,16 +368,20 @@ def cases() -> list[Case]:
     # parts that cannot take each other: refused by run's dry build, before any write
     for name, value in {
         "GroupSort 3 on 16 units": "{loss: hinge, constraint: {name: orthogonal, group_size: 3}}",
-        "GroupSort 32 on 16 units": "{loss: hinge, constraint: {name: orthogonal, "
-        "group_size: 32}}",
+        "GroupSort 32 on 16 units": "{loss: hinge, constraint: {name: orthogonal, group_size: 32}}",
     }.items():
         add("dry build (run only)", name, strategy(value), run_only=True)
-    add("dry build (run only)", "wrap_critic exits", BASE.replace(GP, "{loss: hinge, "
-        "constraint: exit_wrap}"), run_only=True, plugin="import sys, harness\n"
+    add(
+        "dry build (run only)",
+        "wrap_critic exits",
+        BASE.replace(GP, "{loss: hinge, constraint: exit_wrap}"),
+        run_only=True,
+        plugin="import sys, harness\n"
         "from harness.parts import Constraint\nclass C(Constraint):\n"
         "    def wrap_critic(self, critic):\n        sys.exit(7)\n"
         "@harness.hookimpl\ndef register_constraints(register):\n"
-        "    register('exit_wrap', C)\n")
+        "    register('exit_wrap', C)\n",
+    )
     add("plugins", "missing module", BASE + "plugins: [no_such_plugin_module]\n")
     return out
 
@@ -411,8 +434,10 @@ def check(case: Case, folder: Path, index: int) -> tuple[bool, str]:
             problem = f"exit {result.exit_code}"
         elif len(err.strip().splitlines()) != 1:
             problem = f"{len(err.strip().splitlines())} lines"
-        elif "Traceback" in result.output or result.exception not in (None,) and not isinstance(
-            result.exception, SystemExit
+        elif (
+            "Traceback" in result.output
+            or result.exception not in (None,)
+            and not isinstance(result.exception, SystemExit)
         ):
             problem = "traceback"
         elif CONTROL.search(err.rstrip("\n")):

@@ -605,9 +605,7 @@ def list_parts(
                 p.name if p.required else f"{p.name}={p.default!r}" for p in info.params
             )
             summary = info.summary if full else info.summary.split(". ")[0].split(" (")[0]
-            table.add_row(
-                part_kind, part_name, escape(params) or "–", info.source, escape(summary)
-            )
+            table.add_row(part_kind, part_name, escape(params) or "–", info.source, escape(summary))
     console.print(table)
     if not full:
         console.print("whole descriptions: harness list --full, or harness list NAME")

@@ -359,7 +359,9 @@ def load_suite(
             hint = (
                 f" (did you mean {close[0]!r}?)"
                 if close
-                else f"; known: {', '.join(known)}" if known else "; the suite has no profiles"
+                else f"; known: {', '.join(known)}"
+                if known
+                else "; the suite has no profiles"
             )
             raise SuiteError(f"unknown profile {profile!r}{hint}", file=str(path), field="profiles")
         if not isinstance(profiles[profile], dict):

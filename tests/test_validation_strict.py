@@ -48,8 +48,12 @@ def assert_clean_refusal(result, store=None):
     ("old", "new", "key", "line"),
     [
         ("name: tiny\n", "name: tiny\nname: other\n", "name", 3),
-        ("  bce: {loss: bce, constraint: none}\n", "  bce: {loss: bce}\n  bce: {loss: hinge}\n",
-         "bce", 9),
+        (
+            "  bce: {loss: bce, constraint: none}\n",
+            "  bce: {loss: bce}\n  bce: {loss: hinge}\n",
+            "bce",
+            9,
+        ),
         ("n_critic: 2,", "n_critic: 2, n_critic: 3,", "n_critic", 5),
         ("{name: ring8, n: 2000}", "{name: ring8, n: 2000, n: 3}", "n", 3),
     ],
@@ -89,8 +93,11 @@ def test_repeated_seeds_are_refused_in_the_suite_and_on_the_command_line(write_s
         ("z_dim: 2", "z_dim: true", "architecture.z_dim"),
         ("seeds: [0, 1]", "seeds: [0, true]", "seeds.1"),
         ("samples: 200", "samples: true", "eval.samples"),
-        ("{loss: bce, constraint: none}", "{loss: bce, optimizer: {name: adam, lr: true}}",
-         "strategies.bce.optimizer.lr"),
+        (
+            "{loss: bce, constraint: none}",
+            "{loss: bce, optimizer: {name: adam, lr: true}}",
+            "strategies.bce.optimizer.lr",
+        ),
         ("depth: 2", "depth: true", "architecture.depth"),
     ],
 )
@@ -120,34 +127,73 @@ GP = "{loss: wasserstein, constraint: gradient_penalty}"
         ("width: 16", "width: 0", "architecture.width"),
         ("depth: 2", "depth: -1", "architecture.depth"),
         ("n: 2000", "n: 0", "dataset.n"),
-        ("metrics: [mode_coverage]", "metrics: [{name: mode_coverage, min_count: -3}]",
-         "metrics.0.min_count"),
-        ("metrics: [mode_coverage]", "metrics: [{name: mode_coverage, class_min_share: 0}]",
-         "metrics.0.class_min_share"),
-        ("metrics: [mode_coverage]", "metrics: [{name: transport, max_samples: 0}]",
-         "metrics.0.max_samples"),
+        (
+            "metrics: [mode_coverage]",
+            "metrics: [{name: mode_coverage, min_count: -3}]",
+            "metrics.0.min_count",
+        ),
+        (
+            "metrics: [mode_coverage]",
+            "metrics: [{name: mode_coverage, class_min_share: 0}]",
+            "metrics.0.class_min_share",
+        ),
+        (
+            "metrics: [mode_coverage]",
+            "metrics: [{name: transport, max_samples: 0}]",
+            "metrics.0.max_samples",
+        ),
         ("metrics: [mode_coverage]", "metrics: [{name: stability, tail: 0}]", "metrics.0.tail"),
-        ("metrics: [mode_coverage]", "metrics: [{name: lipschitz, samples: -1}]",
-         "metrics.0.samples"),
-        (GP, "{loss: hinge, constraint: {name: spectral_norm, n_power_iterations: 0}}",
-         "strategies.wgan-gp.constraint.n_power_iterations"),
-        (GP, "{loss: hinge, constraint: {name: weight_clip, c: 0}}",
-         "strategies.wgan-gp.constraint.c"),
-        (GP, "{loss: hinge, constraint: {name: gradient_penalty, weight: -1}}",
-         "strategies.wgan-gp.constraint.weight"),
-        (GP, "{loss: hinge, constraint: {name: gradient_penalty, p: 0.5}}",
-         "strategies.wgan-gp.constraint.p"),
-        (GP, "{loss: hinge, constraint: {name: lipschitz_penalty, weight: -1}}",
-         "strategies.wgan-gp.constraint.weight"),
-        (GP, "{loss: hinge, constraint: {name: r1, gamma: -0.1}}",
-         "strategies.wgan-gp.constraint.gamma"),
+        (
+            "metrics: [mode_coverage]",
+            "metrics: [{name: lipschitz, samples: -1}]",
+            "metrics.0.samples",
+        ),
+        (
+            GP,
+            "{loss: hinge, constraint: {name: spectral_norm, n_power_iterations: 0}}",
+            "strategies.wgan-gp.constraint.n_power_iterations",
+        ),
+        (
+            GP,
+            "{loss: hinge, constraint: {name: weight_clip, c: 0}}",
+            "strategies.wgan-gp.constraint.c",
+        ),
+        (
+            GP,
+            "{loss: hinge, constraint: {name: gradient_penalty, weight: -1}}",
+            "strategies.wgan-gp.constraint.weight",
+        ),
+        (
+            GP,
+            "{loss: hinge, constraint: {name: gradient_penalty, p: 0.5}}",
+            "strategies.wgan-gp.constraint.p",
+        ),
+        (
+            GP,
+            "{loss: hinge, constraint: {name: lipschitz_penalty, weight: -1}}",
+            "strategies.wgan-gp.constraint.weight",
+        ),
+        (
+            GP,
+            "{loss: hinge, constraint: {name: r1, gamma: -0.1}}",
+            "strategies.wgan-gp.constraint.gamma",
+        ),
         (GP, "{loss: hinge, constraint: {name: dragan, c: 0}}", "strategies.wgan-gp.constraint.c"),
-        (GP, "{loss: hinge, constraint: {name: orthogonal, iterations: 0}}",
-         "strategies.wgan-gp.constraint.iterations"),
-        (GP, "{loss: hinge, constraint: {name: orthogonal, beta: 0.6}}",
-         "strategies.wgan-gp.constraint.beta"),
-        (GP, "{loss: hinge, constraint: {name: orthogonal, group_size: 1}}",
-         "strategies.wgan-gp.constraint.group_size"),
+        (
+            GP,
+            "{loss: hinge, constraint: {name: orthogonal, iterations: 0}}",
+            "strategies.wgan-gp.constraint.iterations",
+        ),
+        (
+            GP,
+            "{loss: hinge, constraint: {name: orthogonal, beta: 0.6}}",
+            "strategies.wgan-gp.constraint.beta",
+        ),
+        (
+            GP,
+            "{loss: hinge, constraint: {name: orthogonal, group_size: 1}}",
+            "strategies.wgan-gp.constraint.group_size",
+        ),
     ],
 )
 def test_part_parameters_are_checked_against_declared_bounds(write_suite, old, new, field):
@@ -161,8 +207,9 @@ def test_an_architecture_that_cannot_take_the_data_is_refused(write_suite):
 
 
 def test_run_builds_each_strategy_once_before_writing_anything(write_suite, tmp_path):
-    text = TOY_SUITE.replace("constraint: gradient_penalty}", "constraint: {name: orthogonal, "
-                             "group_size: 3}}")  # GroupSort of 3 on 16 units fails at step 0
+    text = TOY_SUITE.replace(
+        "constraint: gradient_penalty}", "constraint: {name: orthogonal, group_size: 3}}"
+    )  # GroupSort of 3 on 16 units fails at step 0
     store = tmp_path / "store"
     result = cli("run", str(write_suite(text)), "--tracking-uri", f"sqlite:///{store}/m.db")
     assert_clean_refusal(result, store)
@@ -237,8 +284,12 @@ def test_the_suite_path_must_be_a_regular_file(tmp_path, kind):
     else:
         with open(path, "wb") as f:
             f.truncate(11 * 2**20)
-    expected = {"fifo": "not a regular file", "directory": "a directory",
-                "device": "not a regular file", "huge": "at most"}[kind]
+    expected = {
+        "fifo": "not a regular file",
+        "directory": "a directory",
+        "device": "not a regular file",
+        "huge": "at most",
+    }[kind]
     result = cli("validate", str(path))
     assert_clean_refusal(result)
     assert expected in result.stderr
@@ -270,8 +321,11 @@ def register_constraints(register):
         ("raise SystemExit(0)\n", "cannot import plugin module .*SystemExit: 0"),
         ("import os\nraise SystemExit\n", "cannot import plugin module .*SystemExit"),
         ("raise GeneratorExit('x')\n", "GeneratorExit: x"),
-        ("import harness\n@harness.hookimpl\ndef register_losses(register):\n"
-         "    raise SystemExit(4)\n", "register_losses failed: SystemExit: 4"),
+        (
+            "import harness\n@harness.hookimpl\ndef register_losses(register):\n"
+            "    raise SystemExit(4)\n",
+            "register_losses failed: SystemExit: 4",
+        ),
     ],
 )
 def test_plugin_import_or_registration_exiting_is_a_one_line_error(
@@ -282,8 +336,10 @@ def test_plugin_import_or_registration_exiting_is_a_one_line_error(
     monkeypatch.syspath_prepend(str(tmp_path))
     path = write_suite(TOY_SUITE + f"plugins: [{module}]\n")
     store = tmp_path / "store"
-    for command in (["validate", str(path)],
-                    ["run", str(path), "--tracking-uri", f"sqlite:///{store}/m.db"]):
+    for command in (
+        ["validate", str(path)],
+        ["run", str(path), "--tracking-uri", f"sqlite:///{store}/m.db"],
+    ):
         result = cli(*command)
         assert_clean_refusal(result, store)
         assert re.search(expected, result.stderr), result.stderr
@@ -379,8 +435,29 @@ def test_only_a_real_ctrl_c_stops_the_suite(
 # random mutants of a valid suite ---------------------------------------------------------------
 
 ODD = st.sampled_from(
-    [None, True, False, 0, -1, 1, 2, 3, 2.5, -0.5, float("nan"), float("inf"), 10**12, "", "x",
-     "1", "a\nb\x1b[0m", [], [1, 1], {}, {"x": 1}]
+    [
+        None,
+        True,
+        False,
+        0,
+        -1,
+        1,
+        2,
+        3,
+        2.5,
+        -0.5,
+        float("nan"),
+        float("inf"),
+        10**12,
+        "",
+        "x",
+        "1",
+        "a\nb\x1b[0m",
+        [],
+        [1, 1],
+        {},
+        {"x": 1},
+    ]
 )
 BASE = yaml.safe_load(TOY_SUITE)
 
