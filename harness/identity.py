@@ -218,13 +218,3 @@ def rerun_set(option: str | None, strategies: Iterable[str]) -> set[str]:
         if name not in known:
             raise HarnessError(f"--rerun: no strategy {name!r} in the suite{_suggest(name, known)}")
     return set(names)
-
-
-def experiment_runs(tracker: Any, experiment_id: str) -> list[Any]:
-    """Every trained run of an experiment, oldest first."""
-    return tracker.client.search_runs(
-        [experiment_id],
-        filter_string="tags.`harness.kind` = 'run'",
-        max_results=50_000,
-        order_by=["attributes.start_time ASC"],
-    )

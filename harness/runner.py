@@ -21,7 +21,7 @@ from pathlib import Path
 from mlflow.exceptions import MlflowException
 
 from harness.errors import HarnessError
-from harness.identity import experiment_runs, plan
+from harness.identity import plan
 from harness.provenance import DEFAULT_THREADS, run_provenance, torch_threads
 from harness.registry import Registry
 from harness.suite import RunSpec, Suite
@@ -85,7 +85,7 @@ def run_job(
         return Outcome(job.spec, "held", error=f"held by {tracker.run_holder(key)}")
     with held:
         experiment_id = tracker.client.get_run(job.parent_id).info.experiment_id
-        completed, resumable = tracker.existing_runs(experiment_id, run_key=key)
+        completed, resumable = tracker.existing_runs(tracker.child_runs(experiment_id, key))
         if key in completed and not job.rerun:
             return Outcome(job.spec, "skipped", dict(completed[key].data.metrics))
         run = tracker.start_run(job.parent_id, job.spec, resume=resumable.get(key))
@@ -195,9 +195,9 @@ def run_suite(
     tracker.check_writable()
     try:
         parent_id = tracker.start_suite(suite)
-        completed, _ = tracker.existing_runs(tracker.experiment_id(suite.config.name))
+        logged = tracker.child_runs(tracker.experiment_id(suite.config.name))
+        completed, _ = tracker.existing_runs(logged)
         tracker.sweep(set(completed))
-        logged = experiment_runs(tracker, tracker.experiment_id(suite.config.name))
     except Exception as exc:
         tracker.end_suite(None, "failed")
         raise storage_error(exc) from None

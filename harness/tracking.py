@@ -184,22 +184,23 @@ class Tracker:
     def run_holder(self, run_key: str) -> str:
         return holder(self.checkpoint_dir / f"{run_key}.claim")
 
-    def existing_runs(
-        self, experiment_id: str, run_key: str | None = None
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Child runs by run key (all, or only ``run_key``'s): completed ones (re-runs skip
-        them) and resumable ones (running when their process died, or interrupted: re-runs
-        continue them). The ``status`` tag decides; a run whose process died after setting it
-        but before closing the MLflow run is closed here."""
+    def child_runs(self, experiment_id: str, run_key: str | None = None) -> list[Any]:
+        """Every trained run of an experiment (or only ``run_key``'s), oldest first."""
         query = "tags.`harness.kind` = 'run'"
         if run_key is not None:
             query += f" and tags.run_key = '{run_key}'"
-        runs = self.client.search_runs(
+        return self.client.search_runs(
             [experiment_id],
             filter_string=query,
             max_results=50_000,
             order_by=["attributes.start_time ASC"],
         )
+
+    def existing_runs(self, runs: list[Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """``runs`` (from :meth:`child_runs`) by run key: completed ones (re-runs skip them)
+        and resumable ones (running when their process died, or interrupted: re-runs continue
+        them). The ``status`` tag decides; a run whose process died after setting it but
+        before closing the MLflow run is closed here."""
         completed, resumable = {}, {}
         for run in runs:
             status, key = run.data.tags.get("status"), run.data.tags["run_key"]

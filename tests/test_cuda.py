@@ -17,11 +17,12 @@ import threading
 import pytest
 import torch
 from conftest import TOY_SUITE
+from test_resume import InterruptAt
 
 from harness.evaluation import EvalContext
 from harness.parts import Samples
 from harness.registry import Registry
-from harness.runner import Progress, run_suite
+from harness.runner import run_suite
 from harness.suite import load_suite
 from harness.tracking import Tracker
 from harness.trainer import autocast, train
@@ -70,20 +71,6 @@ def child_runs(tracker: Tracker, experiment: str) -> list:
     exp = tracker.client.get_experiment_by_name(experiment).experiment_id
     runs = tracker.client.search_runs([exp])
     return [r for r in runs if r.data.tags.get("harness.kind") == "run"]
-
-
-class InterruptAt(Progress):
-    """Ctrl-C at a given step of a given strategy."""
-
-    def __init__(self, strategy: str, step: int):
-        self.strategy, self.step = strategy, step
-
-    def run_started(self, spec):
-        def update(step, values):
-            if spec.strategy == self.strategy and step == self.step:
-                raise KeyboardInterrupt
-
-        return update
 
 
 def test_training_and_resume_on_the_device(tmp_path, write_suite):
