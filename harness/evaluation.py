@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from harness.evaluator import Evaluator, mnist_evaluator
-from harness.parts import Dataset, Loss, Metric, Samples
+from harness.parts import Dataset, Loss, Metric, Samples, critic_pack
 from harness.suite import RunSpec
 
 EVAL_NOISE_SEED = 1_000_003  # fixed evaluation noise, apart from the training RNG stream
@@ -59,6 +59,10 @@ class EvalContext:
 
     @torch.no_grad()
     def critic_scores(self, x: Tensor, batch_size: int = 1000) -> Tensor:
+        """f on ``x`` in chunks. A critic packing k samples (PacGAN) gives one score per k
+        samples: chunks are multiples of k and the last ``len(x) % k`` samples are left out."""
+        k = critic_pack(self.critic)
+        x, batch_size = x[: len(x) - len(x) % k], max(k, batch_size - batch_size % k)
         was_training = self.critic.training
         self.critic.eval()
         out = torch.cat([self.critic(b) for b in x.split(batch_size)])

@@ -70,6 +70,11 @@ class Architecture:
         ``build`` accepts it; raise ``ValueError`` with a one-line reason. Default: any."""
 
 
+def critic_pack(critic: nn.Module) -> int:
+    """How many samples a critic scores at once: k for a critic packing k (PacGAN), else 1."""
+    return int(getattr(critic, "pack", 1))
+
+
 @dataclass(frozen=True)
 class GaussianModes:
     """Modes of a 2-D Gaussian mixture: ``centers`` (K, 2) and the common ``sigma``."""

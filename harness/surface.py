@@ -15,6 +15,8 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
+from harness.parts import critic_pack
+
 ARTIFACT_DIR = "surface"
 
 
@@ -37,7 +39,7 @@ def critic_surface(
     axis = torch.linspace(-extent, extent, resolution, device=real.device)
     gy, gx = torch.meshgrid(axis, axis, indexing="ij")
     grid = torch.stack([gx.flatten(), gy.flatten()], dim=1)
-    pack = int(getattr(critic, "pack", 1))
+    pack = critic_pack(critic)
     was_training = critic.training
     critic.eval()
     try:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 from pydantic import Field
 
 import harness
-from harness.parts import ClassModes, GaussianModes, Metric
+from harness.parts import ClassModes, GaussianModes, Metric, critic_pack
 
 if TYPE_CHECKING:  # the measuring code (torch, POT) is imported when a metric runs
     from harness.evaluation import EvalContext
@@ -146,6 +146,7 @@ class Lipschitz(Metric):
         from harness.metrics.lipschitz import lipschitz_diagnostics
 
         n = min(self.samples, len(ctx.real.x), len(ctx.fake))  # interpolates pair them up
+        n -= n % critic_pack(ctx.critic)  # a packing critic scores whole packs
         real, fake = ctx.real.x[:n], ctx.fake[:n]
         return lipschitz_diagnostics(ctx.critic, real, fake, seed=ctx.step)
 

@@ -156,6 +156,29 @@ def test_suite_refuses_batches_that_are_not_multiples_of_the_pack(write_suite):
     assert "train.batch_size is 30, not a multiple of 4" in str(error.value)
 
 
+def test_any_pack_evaluates_sample_counts_beyond_the_metrics_chunks(write_suite, tmp_path):
+    # 1,002 samples: a multiple of 3 but not in chunks of 1,000 (critic scores) or 512
+    # (Lipschitz interpolates); every metric must take whole packs of 3
+    path = write_suite(
+        """
+        name: pack3
+        dataset: {name: grid25, n: 1200}
+        architecture: {name: pacgan_toy, width: 4, pieces: 2, gen_width: 4, gen_depth: 1, z_dim: 2, pack: 3}
+        train: {steps: 2, batch_size: 30, log_every: 1}
+        strategies:
+          wgan-gp: {loss: wasserstein, constraint: gradient_penalty}
+        seeds: [0]
+        eval: {every: 2, samples: 1002}
+        metrics: [mode_coverage, transport, lipschitz, value_surface]
+        """
+    )
+    suite, registry = load_suite(path)
+    [outcome] = run_suite(suite, registry, Tracker(f"sqlite:///{tmp_path / 'm.db'}"), device="cpu")
+    assert outcome.status == "finished", outcome
+    assert math.isfinite(outcome.metrics["w1_critic"])
+    assert math.isfinite(outcome.metrics["grad_norm_interp_mean"])
+
+
 def test_strategies_override_architecture_and_batch_only_for_themselves():
     suite, _ = load_suite(SUITES / "pacgan_grid.yaml", profile="full")
     runs = {r.strategy: r for r in suite.runs if r.seed == 0}

@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from harness.parts import critic_pack
+
 ROUNDING_MARGIN = 1e-9  # relative; float64 SVD/FFT errors are ~1e-13 at these sizes
 
 
@@ -190,7 +192,7 @@ def layer_spectral_norms(critic: nn.Module, example: Tensor, n_iter: int = 100) 
         if isinstance(m, layers)
     ]
     try:
-        critic(example[: getattr(critic, "pack", 1)])  # a PacGAN critic scores k at once
+        critic(example[: critic_pack(critic)])  # a PacGAN critic scores k at once
     finally:
         for hook in hooks:
             hook.remove()
