@@ -122,10 +122,16 @@ def run(
         str | None,
         typer.Option(help="Retrain these strategies' finished runs anyway: A,B or all."),
     ] = None,
+    only: Annotated[
+        str | None,
+        typer.Option(
+            help="Train only these strategies: A,B (the others' runs are left as they are)."
+        ),
+    ] = None,
     max_runs: MaxRunsOpt = MAX_RUNS,
 ):
     """Train every (strategy, setting, seed) run of SUITE, log to MLflow, print a table."""
-    from harness.identity import rerun_set
+    from harness.identity import strategy_set
     from harness.runner import Interrupts, run_suite
     from harness.suite import load_suite
     from harness.trainer import resolve_device
@@ -141,7 +147,12 @@ def run(
             max_runs=max_runs,
             data_dir=data_dir,
         )
-        rerun_strategies = rerun_set(rerun, loaded.config.strategies)
+        rerun_strategies = strategy_set(rerun, loaded.config.strategies)
+        if only:
+            kept = strategy_set(only, loaded.config.strategies, flag="--only")
+            loaded = loaded.model_copy(
+                update={"runs": [r for r in loaded.runs if r.strategy in kept]}
+            )
         resolved = resolve_device(device)
         from harness.preflight import dry_build
 

@@ -203,8 +203,9 @@ def plan(specs: list[RunSpec], trained: list[RunSpec], runs: list[Any], rerun: s
     return f"training {len(trained)} of {len(specs)} runs: {text}{tail}"
 
 
-def rerun_set(option: str | None, strategies: Iterable[str]) -> set[str]:
-    """``--rerun a,b`` or ``all`` -> the strategy names; an unknown one is an error."""
+def strategy_set(option: str | None, strategies: Iterable[str], flag: str = "--rerun") -> set[str]:
+    """``--rerun a,b`` (or ``--only``) or ``all`` -> the strategy names; an unknown one is an
+    error naming the flag, with the closest name."""
     from harness.errors import HarnessError
     from harness.registry import _suggest
 
@@ -216,5 +217,5 @@ def rerun_set(option: str | None, strategies: Iterable[str]) -> set[str]:
         return set(known)
     for name in names:
         if name not in known:
-            raise HarnessError(f"--rerun: no strategy {name!r} in the suite{_suggest(name, known)}")
+            raise HarnessError(f"{flag}: no strategy {name!r} in the suite{_suggest(name, known)}")
     return set(names)

@@ -158,15 +158,20 @@ def test_run_says_why_retrains_only_edited_runs_and_reruns_on_purpose(plugin, su
     seeds = harness("run", suite, "--tracking-uri", uri, "--seeds", "0,1,2")
     assert "training 2 of 6 runs: new seed (2); 4 finished, skipped" in seeds.output
 
+    only = harness("run", suite, "--tracking-uri", uri, "--seeds", "0,1,2,3", "--only", "soft")
+    assert only.exit_code == 0, only.output
+    assert "training 1 of 4 runs: new seed (1); 3 finished, skipped" in only.output
+    runs = client.search_runs([exp.experiment_id], "tags.`harness.kind` = 'run'")
+    assert {r.data.tags["seed"] for r in runs if r.data.tags["strategy"] == "gp"} == {"0", "1", "2"}
 
-def test_rerun_of_an_unknown_strategy_is_one_line_exit_2(plugin, suite, tmp_path):
+
+@pytest.mark.parametrize("flag", ["--rerun", "--only"])
+def test_an_unknown_strategy_to_rerun_or_train_is_one_line_exit_2(plugin, suite, tmp_path, flag):
     store = tmp_path / "store"
-    result = harness(
-        "run", suite, "--tracking-uri", f"sqlite:///{store / 'm.db'}", "--rerun", "sof"
-    )
+    result = harness("run", suite, "--tracking-uri", f"sqlite:///{store / 'm.db'}", flag, "sof")
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "--rerun" in lines[0] and "did you mean 'soft'" in lines[0]
+    assert len(lines) == 1 and flag in lines[0] and "did you mean 'soft'" in lines[0]
     assert not store.exists()
 
 
