@@ -269,6 +269,9 @@ class _LineReporter:
 
         return update
 
+    def runs_queued(self, specs, workers: str) -> None:
+        self._line(f"queued {len(specs)} runs, {workers}; each reports when it ends")
+
     def run_ended(self, outcome) -> None:
         name = _run_name(outcome.spec)
         if outcome.status in ("skipped", "held"):
@@ -276,7 +279,11 @@ class _LineReporter:
             self._line(f"skip {name}: {why}")
             return
         start = self.started.get(outcome.spec.run_key)
-        took = f" in {_duration(time.monotonic() - start)}" if start is not None else ""
+        trained = outcome.metrics.get("train_seconds")
+        if start is not None:
+            took = f" in {_duration(time.monotonic() - start)}"
+        else:  # a queued run: its own training time, not the time it waited in the queue
+            took = f" after {_duration(trained)} of training" if trained is not None else ""
         if outcome.status == "failed":
             detail = outcome.error or ""
         else:
@@ -310,6 +317,10 @@ class _ProgressReporter:
             self.bars.update(task, completed=step, info=info)
 
         return update
+
+    def runs_queued(self, specs, workers: str) -> None:
+        for spec in specs:  # bars wait at 0 until their run ends
+            self.run_started(spec)
 
     def run_ended(self, outcome) -> None:
         spec = outcome.spec

@@ -62,6 +62,12 @@ class Progress:
 
     def run_ended(self, outcome: Outcome) -> None: ...
 
+    def runs_queued(self, specs: list[RunSpec], workers: str) -> None:
+        """Runs handed to an executor all at once (``workers``: e.g. "2 at a time"); they
+        report no steps, only their end."""
+        for spec in specs:
+            self.run_started(spec)
+
     def planned(self, plan: str) -> None:
         """One line before training: how many runs train and why (harness.identity.plan)."""
 
@@ -238,8 +244,8 @@ def run_suite(
             else:
                 results = _local_processes(todo, jobs)
             with contextlib.closing(results):
-                for job in todo:  # executors start every job at once; bars show them queued
-                    progress.run_started(job.spec)
+                workers = "on Ray" if executor == "ray" else f"{jobs} at a time"
+                progress.runs_queued([job.spec for job in todo], workers)
                 for job, result in results:
                     try:
                         outcome = result()

@@ -163,7 +163,8 @@ def test_any_pack_evaluates_sample_counts_beyond_the_metrics_chunks(write_suite,
         """
         name: pack3
         dataset: {name: grid25, n: 1200}
-        architecture: {name: pacgan_toy, width: 4, pieces: 2, gen_width: 4, gen_depth: 1, z_dim: 2, pack: 3}
+        architecture: {name: pacgan_toy, width: 4, pieces: 2, gen_width: 4, gen_depth: 1,
+                       z_dim: 2, pack: 3}
         train: {steps: 2, batch_size: 30, log_every: 1}
         strategies:
           wgan-gp: {loss: wasserstein, constraint: gradient_penalty}
