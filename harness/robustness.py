@@ -197,7 +197,8 @@ def settings_figure(frame: pd.DataFrame, metrics: list[str], colors: dict):
     with a labelled dot per setting; a setting that did not train is an x at the bottom."""
     from harness.report import Figure, _grid, _png, _spread, _style
 
-    metrics = [m for m in metrics if m in frame and frame[m].notna().any()]
+    # a metric that is the same in every run (a real-vs-real floor) has nothing to show
+    metrics = [m for m in metrics if m in frame and frame[m].nunique() > 1]
     if not metrics or "setting" not in frame or frame["setting"].eq("").all():
         return None
     fig, axes = _grid(len(metrics), width=4.4, height=3.2)
