@@ -147,9 +147,9 @@ def run(
             max_runs=max_runs,
             data_dir=data_dir,
         )
-        rerun_strategies = strategy_set(rerun, loaded.config.strategies)
+        rerun_strategies = strategy_set(rerun, loaded.config.strategies, "--rerun")
         if only:
-            kept = strategy_set(only, loaded.config.strategies, flag="--only")
+            kept = strategy_set(only, loaded.config.strategies, "--only")
             loaded = loaded.model_copy(
                 update={"runs": [r for r in loaded.runs if r.strategy in kept]}
             )
@@ -279,11 +279,12 @@ class _LineReporter:
             self._line(f"skip {name}: {why}")
             return
         start = self.started.get(outcome.spec.run_key)
-        trained = outcome.metrics.get("train_seconds")
         if start is not None:
             took = f" in {_duration(time.monotonic() - start)}"
-        else:  # a queued run: its own training time, not the time it waited in the queue
-            took = f" after {_duration(trained)} of training" if trained is not None else ""
+        elif (trained := outcome.metrics.get("train_seconds")) is not None:
+            took = f" after {_duration(trained)} of training"  # not its time in the queue
+        else:
+            took = ""
         if outcome.status == "failed":
             detail = outcome.error or ""
         else:

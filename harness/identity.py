@@ -203,9 +203,9 @@ def plan(specs: list[RunSpec], trained: list[RunSpec], runs: list[Any], rerun: s
     return f"training {len(trained)} of {len(specs)} runs: {text}{tail}"
 
 
-def strategy_set(option: str | None, strategies: Iterable[str], flag: str = "--rerun") -> set[str]:
-    """``--rerun a,b`` (or ``--only``) or ``all`` -> the strategy names; an unknown one is an
-    error naming the flag, with the closest name."""
+def strategy_set(option: str | None, strategies: Iterable[str], flag: str) -> set[str]:
+    """``--rerun``/``--only`` ``a,b`` or ``all`` -> the strategy names; an unknown one is an
+    error naming ``flag``, with the closest name."""
     from harness.errors import HarnessError
     from harness.registry import _suggest
 

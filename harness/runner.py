@@ -65,8 +65,6 @@ class Progress:
     def runs_queued(self, specs: list[RunSpec], workers: str) -> None:
         """Runs handed to an executor all at once (``workers``: e.g. "2 at a time"); they
         report no steps, only their end."""
-        for spec in specs:
-            self.run_started(spec)
 
     def planned(self, plan: str) -> None:
         """One line before training: how many runs train and why (harness.identity.plan)."""
