@@ -64,8 +64,9 @@ def tally(uri: str, experiment: str) -> dict[str, int]:
 
 
 def trial(suite: str, profile: str | None, procs: int, existing: bool, every: int) -> dict:
-    from harness.suite import load_suite, read_yaml
-    from harness.tracking import create_sqlite_store
+    from harness.run.loading import load_suite
+    from harness.run.store import create_sqlite_store
+    from harness.run.suite_file import read_yaml
 
     experiment = read_yaml(Path(suite))[1]["name"]
     with tempfile.TemporaryDirectory() as tmp:

@@ -73,11 +73,11 @@ def forked(fn, *args) -> int:
 
 def run(suite, registry, uri: str, crash_at: int | None, every: int) -> list[str]:
     """Run the suite into ``uri``, crashing before call ``crash_at``; the calls made."""
-    from harness.runner import run_suite
-    from harness.tracking import Tracker
+    from harness.run.runner import RunSettings, run_suite
+    from harness.run.store import Store as Tracker
 
     STATE.update(crash_at=crash_at, calls=[], depth=0)
-    run_suite(suite, registry, Tracker(uri), device="cpu", checkpoint_every=every)
+    run_suite(suite, registry, Tracker(uri), RunSettings(device="cpu", checkpoint_every=every))
     return STATE["calls"]
 
 
@@ -94,8 +94,8 @@ def crash_points(suite_path: str, profile: str | None, every: int, work: Path) -
     imported (one torch thread: forking after a thread pool started is unsafe)."""
     import torch
 
-    from harness.suite import load_suite
-    from harness.tracking import create_sqlite_store
+    from harness.run.loading import load_suite
+    from harness.run.store import create_sqlite_store
 
     torch.set_num_threads(1)
     suite, registry = load_suite(suite_path, profile=profile)

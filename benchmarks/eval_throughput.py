@@ -13,11 +13,11 @@ import time
 
 import torch
 
-from harness.evaluation import EvalContext
+from harness.builtins.metrics import Fidelity, Lipschitz, ModeCoverage
+from harness.evaluation.context import Context as EvalContext
 from harness.parts import Samples
-from harness.suite import load_suite
-from harness.trainer import resolve_device
-from plugins.metrics import Fidelity, Lipschitz, ModeCoverage
+from harness.run.loading import load_suite
+from harness.run.trainer import resolve_device
 
 
 def timed(fn) -> tuple[float, dict]:

@@ -354,7 +354,7 @@ def cases() -> list[Case]:
         "constructor exits": "import sys, harness\nfrom harness.parts import Loss\n"
         "class L(Loss):\n    def __init__(self):\n        sys.exit(5)\n"
         "@harness.hookimpl\ndef register_losses(register):\n    register('exit_loss', L)\n",
-        "dataset check exits": "import sys, harness\nfrom plugins.datasets import Ring8\n"
+        "dataset check exits": "import sys, harness\nfrom harness.builtins.datasets import Ring8\n"
         "class D(Ring8):\n    def check(self, data_dir=None):\n        sys.exit(6)\n"
         "@harness.hookimpl\ndef register_datasets(register):\n    register('exit_data', D)\n",
     }.items():

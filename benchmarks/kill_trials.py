@@ -80,8 +80,8 @@ def check_store(
     loaded by the runs checked (its run keys hash plugin code, which may change meanwhile)."""
     from mlflow.tracking import MlflowClient
 
-    from harness.suite import load_suite
-    from harness.tracking import flatten
+    from harness.run.loading import load_suite
+    from harness.run.store import flatten
 
     if loaded is None:
         loaded, _ = load_suite(suite, profile=profile)
@@ -135,7 +135,7 @@ def main() -> None:
     parser.add_argument("--checkpoint-every", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    from harness.suite import read_yaml
+    from harness.run.suite_file import read_yaml
 
     experiment = read_yaml(Path(args.suite))[1]["name"]
     start = time.perf_counter()

@@ -1,5 +1,5 @@
 """Harness overhead: the same model, data and step count trained by a bare PyTorch loop written
-here and by ``harness.trainer.train`` (null sink), for every registered constraint, on the toy
+here and by ``harness.run.trainer.train`` (null sink), for every registered constraint, on the toy
 MLP (toy_modes) and DCGAN-28 MNIST (mnist_modes).
 
     uv run python benchmarks/overhead.py [--steps 200] [--repeats 5] [--archs toy,mnist]
@@ -31,9 +31,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from harness.core.spec import SuiteConfig
 from harness.registry import Registry
-from harness.suite import SuiteConfig, resolve
-from harness.trainer import MetricsSink, resolve_device, train
+from harness.run.loading import resolve
+from harness.run.trainer import MetricsSink, resolve_device, train
 
 ARCHS = {
     "toy": {

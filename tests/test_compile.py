@@ -8,8 +8,8 @@ import pytest
 from conftest import TOY_SUITE
 from test_cli import child_runs, harness
 
-from harness.suite import load_suite
-from harness.trainer import train
+from harness.run.loading import load_suite
+from harness.run.trainer import train
 
 VOLATILE = {"eval_seconds", "train_seconds", "sec_per_step", "compile_seconds"}
 SUITE = TOY_SUITE.replace("seeds: [0, 1]", "seeds: [0]")

@@ -7,10 +7,10 @@ from pathlib import Path
 
 from conftest import TOY_SUITE
 
-from harness.locks import claim
-from harness.runner import run_suite
-from harness.suite import load_suite
-from harness.tracking import Tracker
+from harness.run.loading import load_suite
+from harness.run.locks import claim
+from harness.run.runner import RunSettings, run_suite
+from harness.run.store import Store as Tracker
 
 BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
@@ -36,11 +36,11 @@ def test_a_run_held_by_a_live_process_is_skipped_and_named(tmp_path, write_suite
     suite, registry = load_suite(write_suite(SUITE))
     tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}")
     held = tracker.claim_run(suite.runs[0].run_key)  # a live invocation training wgan-gp
-    outcomes = run_suite(suite, registry, tracker, device="cpu", checkpoint_every=2)
+    outcomes = run_suite(suite, registry, tracker, RunSettings(device="cpu", checkpoint_every=2))
     assert [o.status for o in outcomes] == ["held", "finished"]
     assert outcomes[0].error == f"held by pid {os.getpid()} on {os.uname().nodename}"
     held.release()
-    outcomes = run_suite(suite, registry, tracker, device="cpu", checkpoint_every=2)
+    outcomes = run_suite(suite, registry, tracker, RunSettings(device="cpu", checkpoint_every=2))
     assert [o.status for o in outcomes] == ["finished", "skipped"]
 
 
@@ -54,7 +54,7 @@ def test_only_parents_of_dead_invocations_are_closed(tmp_path, write_suite):
     dead_parent = dead.start_suite(suite)
     dead.invocation.fd, fd = -1, dead.invocation.fd
     os.close(fd)  # as when its process dies: the lock goes, the file and the parent stay
-    run_suite(suite, registry, tracker, device="cpu", checkpoint_every=2)
+    run_suite(suite, registry, tracker, RunSettings(device="cpu", checkpoint_every=2))
     assert client.get_run(live_parent).info.status == "RUNNING"
     assert client.get_run(dead_parent).info.status == "KILLED"
     live.end_suite(live_parent)
@@ -77,14 +77,14 @@ def test_leftovers_of_dead_processes_are_cleaned_and_live_ones_kept(tmp_path, wr
     busy = claim(checkpoints / "busy-key.claim")  # a live concurrent invocation's run
     Tracker(tracker.uri)  # the next start deletes the temporary store
     assert not (db.parent / f".{db.name}.0123abcd").exists()
-    run_suite(suite, registry, tracker, device="cpu", checkpoint_every=2)
+    run_suite(suite, registry, tracker, RunSettings(device="cpu", checkpoint_every=2))
     assert sorted(p.name for p in checkpoints.rglob("*")) == [
         "busy-key",
         "busy-key.claim",
         "checkpoint.tmp1",
     ]
     busy.release()
-    run_suite(suite, registry, tracker, device="cpu", checkpoint_every=2)
+    run_suite(suite, registry, tracker, RunSettings(device="cpu", checkpoint_every=2))
     assert leftovers(db) == []
 
 

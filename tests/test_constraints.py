@@ -5,12 +5,8 @@ import torch
 from conftest import TOY_SUITE
 from torch import nn
 
-from harness.errors import SuiteError
-from harness.registry import Registry
-from harness.suite import load_suite
-from harness.trainer import train
-from plugins.architectures import DCGAN28, MLP
-from plugins.constraints import (
+from harness.builtins.architectures import DCGAN28, MLP
+from harness.builtins.constraints import (
     R1,
     Dragan,
     GradientPenalty,
@@ -19,7 +15,11 @@ from plugins.constraints import (
     SpectralNorm,
     WeightClip,
 )
-from plugins.orthogonal import Orthogonal
+from harness.builtins.orthogonal import Orthogonal
+from harness.core.errors import SuiteError
+from harness.registry import Registry
+from harness.run.loading import load_suite
+from harness.run.trainer import train
 
 
 def linear_critic(a: list[float]) -> nn.Linear:

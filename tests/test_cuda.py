@@ -19,15 +19,15 @@ import torch
 from conftest import TOY_SUITE
 from test_resume import InterruptAt
 
-from harness.evaluation import EvalContext
+from harness.builtins.constraints import GradientPenalty
+from harness.builtins.metrics import Fidelity, ModeCoverage
+from harness.evaluation.context import Context as EvalContext
 from harness.parts import Samples
 from harness.registry import Registry
-from harness.runner import run_suite
-from harness.suite import load_suite
-from harness.tracking import Tracker
-from harness.trainer import autocast, train
-from plugins.constraints import GradientPenalty
-from plugins.metrics import Fidelity, ModeCoverage
+from harness.run.loading import load_suite
+from harness.run.runner import RunSettings, run_suite
+from harness.run.store import Store as Tracker
+from harness.run.trainer import autocast, train
 
 DEVICE = torch.device(os.environ.get("HARNESS_TEST_DEVICE", "cuda"))
 CPU = torch.device("cpu")
@@ -76,18 +76,23 @@ def child_runs(tracker: Tracker, experiment: str) -> list:
 def test_training_and_resume_on_the_device(tmp_path, write_suite):
     suite, registry = load_suite(write_suite(RESUME_SUITE))
     straight = Tracker(f"sqlite:///{tmp_path / 'a' / 'mlflow.db'}")
-    first = run_suite(suite, registry, straight, device=str(DEVICE), checkpoint_every=2)
+    first = run_suite(
+        suite, registry, straight, RunSettings(device=str(DEVICE), checkpoint_every=2)
+    )
     assert [o.status for o in first] == ["finished", "finished"]
 
     resumed = Tracker(f"sqlite:///{tmp_path / 'b' / 'mlflow.db'}")
     with pytest.raises(KeyboardInterrupt):
         run_suite(
-            suite, registry, resumed, device=str(DEVICE), progress=InterruptAt("bce", 10),
-            checkpoint_every=2,
-        )  # fmt: skip
+            suite,
+            registry,
+            resumed,
+            RunSettings(device=str(DEVICE), checkpoint_every=2),
+            progress=InterruptAt("bce", 10),
+        )
     path = resumed.checkpoint_dir / suite.runs[1].run_key / "checkpoint.pt"
     assert 0 < torch.load(path, map_location="cpu", weights_only=False)["step"] < 10
-    again = run_suite(suite, registry, resumed, device=str(DEVICE), checkpoint_every=2)
+    again = run_suite(suite, registry, resumed, RunSettings(device=str(DEVICE), checkpoint_every=2))
     assert [o.status for o in again] == ["skipped", "finished"]
     assert_same_finals(finals(first), {**finals(again), **finals(first[:1])})
     kids = child_runs(resumed, "tiny")
@@ -163,9 +168,11 @@ def test_evaluator_fid_and_coverage_on_the_device_equal_the_cpu():
 
 def test_jobs_processes_share_one_device(tmp_path, write_suite):
     suite, registry = load_suite(write_suite(TOY_SUITE))
-    one = run_suite(suite, registry, Tracker(f"sqlite:///{tmp_path / 'a' / 'm.db'}"), device="cpu")
+    one = run_suite(
+        suite, registry, Tracker(f"sqlite:///{tmp_path / 'a' / 'm.db'}"), RunSettings(device="cpu")
+    )
     tracker = Tracker(f"sqlite:///{tmp_path / 'b' / 'm.db'}")
-    many = run_suite(suite, registry, tracker, device=str(DEVICE), jobs=4)
+    many = run_suite(suite, registry, tracker, RunSettings(device=str(DEVICE), jobs=4))
     assert [o.status for o in many] == ["finished"] * 4
     kids = child_runs(tracker, "tiny")
     assert all(r.data.params["device"].startswith(str(DEVICE)) for r in kids)
@@ -194,7 +201,10 @@ def test_ray_packs_four_runs_on_one_gpu(tmp_path, write_suite):
         tracker = Tracker(f"sqlite:///{tmp_path / 'm.db'}")
         watcher.start()
         outcomes = run_suite(
-            suite, registry, tracker, device=str(DEVICE), executor="ray", gpus_per_run=0.25
+            suite,
+            registry,
+            tracker,
+            RunSettings(device=str(DEVICE), executor="ray", gpus_per_run=0.25),
         )
     finally:
         done.set()

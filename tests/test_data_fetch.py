@@ -64,7 +64,7 @@ def fetch(data_dir):
 
 
 def test_fetch_leaves_what_source_torchvision_reads(mirror, tmp_path):
-    from plugins.datasets import MNIST
+    from harness.builtins.datasets import MNIST
 
     _, files = mirror
     data_dir = tmp_path / "data"

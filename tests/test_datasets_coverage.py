@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
-from harness.errors import HarnessError
-from harness.evaluator import mnist_evaluator
-from harness.metrics.coverage import class_coverage, gaussian_coverage, kl_to_uniform
-from plugins.datasets import MNIST, Grid25, Ring8, stratified_split
+from harness.builtins.datasets import MNIST, Grid25, Ring8, stratified_split
+from harness.core.errors import HarnessError
+from harness.evaluation.coverage import class_coverage, gaussian_coverage, kl_to_uniform
+from harness.evaluation.evaluator import mnist_evaluator
 
 
 def test_kl_to_uniform_closed_forms():

@@ -1,7 +1,7 @@
 import inspect
 from pathlib import Path
 
-from harness import hookspecs
+from harness.core import hookspecs
 
 README = Path(__file__).parents[1].joinpath("README.md").read_text()
 HOOKS = [n for n in dir(hookspecs) if n.startswith("register_")]

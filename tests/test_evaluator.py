@@ -7,8 +7,11 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from harness.errors import HarnessError
-from harness.evaluator import (
+from harness.builtins.datasets import MNIST, Ring8, StackedMNIST
+from harness.builtins.metrics import Fidelity
+from harness.core.errors import HarnessError
+from harness.evaluation import fidelity
+from harness.evaluation.evaluator import (
     WEIGHTS,
     WEIGHTS_SHA256,
     evaluation_protocol,
@@ -16,10 +19,7 @@ from harness.evaluator import (
     read_weights,
     state_sha256,
 )
-from harness.metrics import fidelity
-from harness.provenance import torch_threads
-from plugins.datasets import MNIST, Ring8, StackedMNIST
-from plugins.metrics import Fidelity
+from harness.run.provenance import torch_threads
 
 CPU = torch.device("cpu")
 
@@ -96,14 +96,16 @@ def _ctx(fake, train):
 def test_a_reused_fid_object_equals_fresh_ones(digits, tmp_path, monkeypatch):
     train, test = digits
     fake = torch.cat([test.x, test.x.flip(-1)])  # 2,000 "generated" digits
-    monkeypatch.setattr("plugins.metrics.cache_dir", lambda: tmp_path / "reused")
+    monkeypatch.setattr("harness.builtins.metrics.cache_dir", lambda: tmp_path / "reused")
     reused = Fidelity(prc=False)
     first = reused.evaluate(_ctx(fake[:500], train.x))
     second = reused.evaluate(_ctx(fake, train.x))
     assert first["fid_mnist_samples"] == 500 and second["fid_mnist_samples"] == 2000
     for n, values in ((500, first), (2000, second)):
         monkeypatch.setattr(fidelity, "_FLOORS", {})
-        monkeypatch.setattr("plugins.metrics.cache_dir", lambda n=n: tmp_path / f"fresh{n}")
+        monkeypatch.setattr(
+            "harness.builtins.metrics.cache_dir", lambda n=n: tmp_path / f"fresh{n}"
+        )
         fresh = Fidelity(prc=False).evaluate(_ctx(fake[:n], train.x))
         assert fresh.keys() == values.keys()
         for key, value in fresh.items():

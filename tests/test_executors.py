@@ -12,7 +12,7 @@ import os
 import torch
 
 import harness
-from plugins.datasets import Ring8
+from harness.builtins.datasets import Ring8
 
 
 class CountingRing8(Ring8):

@@ -2,17 +2,17 @@ import pytest
 import torch
 from conftest import TOY_SUITE
 
-from harness.errors import SuiteError
-from harness.evaluator import mnist_evaluator
-from harness.metrics.fidelity import (
+from harness.builtins.datasets import MNIST, StackedMNIST
+from harness.core.errors import SuiteError
+from harness.evaluation.evaluator import mnist_evaluator
+from harness.evaluation.fidelity import (
     MissingWeightsError,
     fidelity_metrics,
     inception_weights,
     register_evaluator_extractor,
     to_uint8,
 )
-from harness.suite import load_suite
-from plugins.datasets import MNIST, StackedMNIST
+from harness.run.loading import load_suite
 
 CPU = torch.device("cpu")
 

@@ -7,8 +7,8 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from harness.cli import app
-from harness.errors import SuiteError
-from harness.suite import load_suite
+from harness.core.errors import SuiteError
+from harness.run.loading import load_suite
 
 BASE = yaml.safe_load(TOY_SUITE)
 

@@ -8,10 +8,11 @@ import pytest
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
+from harness.analysis.currency import is_current
 from harness.cli import app
-from harness.identity import is_current, part_identity, source_hash
+from harness.core.identity import part_identity, source_hash
 from harness.registry import Registry
-from harness.suite import load_suite
+from harness.run.loading import load_suite
 
 PLUGIN = '''
 import torch
@@ -87,9 +88,9 @@ def keys(suite):
 def test_part_identity_names_dist_version_module_and_hash():
     info = Registry().get("constraint", "weight_clip")
     identity = info.identity
-    assert identity.dist == "harness" and identity.module == "plugins.constraints"
+    assert identity.dist == "harness" and identity.module == "harness.builtins.constraints"
     assert identity.version == __import__("harness").__version__
-    with open(sys.modules["plugins.constraints"].__file__, "rb") as file:
+    with open(sys.modules["harness.builtins.constraints"].__file__, "rb") as file:
         import hashlib
 
         assert identity.sha256 == hashlib.sha256(file.read()).hexdigest()
@@ -253,14 +254,14 @@ def test_code_a_part_imports_lazily_is_part_of_its_identity():
     import hashlib
     from pathlib import Path
 
-    from harness.identity import source_hash
-    from plugins.architectures import MLP
-    from plugins.constraints import GradientPenalty
+    from harness.builtins.architectures import MLP
+    from harness.builtins.constraints import GradientPenalty
+    from harness.core.identity import source_hash
 
-    plugins = Path(__file__).parents[1] / "plugins"
+    plugins = Path(__file__).parents[1] / "harness" / "builtins"
     own = hashlib.sha256((plugins / "architectures.py").read_bytes()).hexdigest()
     nets = (plugins / "architecture_nets.py").read_bytes()
-    assert MLP.code_modules == ("plugins.architecture_nets",)
+    assert MLP.code_modules == ("harness.builtins.architecture_nets",)
     assert source_hash(MLP) == hashlib.sha256(own.encode() + nets).hexdigest()
     plain = hashlib.sha256((plugins / "constraints.py").read_bytes()).hexdigest()
     assert source_hash(GradientPenalty) == plain  # no code_modules: the file's hash alone

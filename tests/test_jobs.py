@@ -3,9 +3,9 @@ import platform
 import torch
 from conftest import TOY_SUITE
 
-from harness.runner import run_suite
-from harness.suite import load_suite
-from harness.tracking import Tracker
+from harness.run.loading import load_suite
+from harness.run.runner import RunSettings, run_suite
+from harness.run.store import Store as Tracker
 
 VOLATILE = {"eval_seconds", "train_seconds", "sec_per_step", "peak_memory_mb"}
 
@@ -19,9 +19,11 @@ def finals(outcomes):
 
 def test_jobs_give_the_same_table_as_one_job(tmp_path, write_suite):
     suite, registry = load_suite(write_suite(TOY_SUITE))
-    one = run_suite(suite, registry, Tracker(f"sqlite:///{tmp_path / 'a' / 'm.db'}"), device="cpu")
+    one = run_suite(
+        suite, registry, Tracker(f"sqlite:///{tmp_path / 'a' / 'm.db'}"), RunSettings(device="cpu")
+    )
     tracker = Tracker(f"sqlite:///{tmp_path / 'b' / 'm.db'}")
-    many = run_suite(suite, registry, tracker, device="cpu", jobs=2)
+    many = run_suite(suite, registry, tracker, RunSettings(device="cpu", jobs=2))
     assert [o.status for o in many] == ["finished"] * 4
     assert finals(one) == finals(many)  # one torch thread per run either way: identical
     exp = tracker.client.get_experiment_by_name("tiny").experiment_id
@@ -42,7 +44,7 @@ def test_threads_is_a_logged_setting_and_restored_after_the_run(tmp_path, write_
     suite, registry = load_suite(write_suite(TOY_SUITE), seeds=[0])
     tracker = Tracker(f"sqlite:///{tmp_path / 'm.db'}")
     before = torch.get_num_threads()
-    run_suite(suite, registry, tracker, device="cpu", threads=3)
+    run_suite(suite, registry, tracker, RunSettings(device="cpu", threads=3))
     assert torch.get_num_threads() == before
     exp = tracker.client.get_experiment_by_name("tiny").experiment_id
     kids = [

@@ -4,7 +4,9 @@ import pytest
 import torch
 from torch import nn
 
-from harness.metrics.lipschitz import (
+from harness.builtins.architectures import DCGAN28
+from harness.builtins.constraints import SpectralNorm
+from harness.evaluation.lipschitz import (
     gradient_norms,
     layer_spectral_norms,
     lipschitz_diagnostics,
@@ -12,8 +14,6 @@ from harness.metrics.lipschitz import (
     lipschitz_upper_bound,
     norm_stats,
 )
-from plugins.architectures import DCGAN28
-from plugins.constraints import SpectralNorm
 
 
 def linear(a):

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from plugins.losses import BCE, BCEMinimax, Hinge, Wasserstein
+from harness.builtins.losses import BCE, BCEMinimax, Hinge, Wasserstein
 
 
 def test_bce_at_zero_logits():

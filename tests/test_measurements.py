@@ -4,13 +4,13 @@ import pytest
 import torch
 from conftest import TOY_SUITE
 
-from harness.evaluator import mnist_evaluator
-from harness.metrics.coverage import class_coverage
-from harness.metrics.stability import curve_stability
-from harness.metrics.transport import exact_w1
-from harness.suite import load_suite
-from harness.trainer import MetricsSink, train
-from plugins.datasets import StackedMNIST
+from harness.builtins.datasets import StackedMNIST
+from harness.evaluation.coverage import class_coverage
+from harness.evaluation.evaluator import mnist_evaluator
+from harness.evaluation.stability import curve_stability
+from harness.evaluation.transport import exact_w1
+from harness.run.loading import load_suite
+from harness.run.trainer import MetricsSink, train
 
 
 def test_exact_w1_one_dimensional_closed_form():

@@ -3,16 +3,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.metrics.lipschitz import (
+from harness.builtins.architecture_nets import Critic
+from harness.builtins.architectures import DCGAN28, MLP
+from harness.builtins.orthogonal import Orthogonal, conv_overlap
+from harness.builtins.orthogonal_layers import GroupSort, bjorck, spectral_bound
+from harness.evaluation.lipschitz import (
     gradient_norms,
     layer_spectral_norms,
     lipschitz_lower_bound,
     lipschitz_upper_bound,
 )
-from plugins.architecture_nets import Critic
-from plugins.architectures import DCGAN28, MLP
-from plugins.orthogonal import Orthogonal, conv_overlap
-from plugins.orthogonal_layers import GroupSort, bjorck, spectral_bound
 
 TOL = 1e-5
 

@@ -7,9 +7,9 @@ from conftest import TOY_SUITE
 from rich.console import Console
 from typer.testing import CliRunner
 
-from harness import cli
-from harness.runner import Outcome
-from harness.suite import load_suite
+from harness import cli, console
+from harness.run.loading import load_suite
+from harness.run.runner import Outcome
 
 ONE_SEED = TOY_SUITE.replace("seeds: [0, 1]", "seeds: [0]")
 
@@ -27,7 +27,7 @@ def test_without_a_terminal_each_run_gets_start_step_and_end_lines(
     write_suite, tmp_path, monkeypatch
 ):
     monkeypatch.setenv("TTY_COMPATIBLE", "0")  # whatever the terminal running pytest is
-    monkeypatch.setattr(cli, "PROGRESS_SECONDS", 0.0)  # a line at every logging point
+    monkeypatch.setattr(console, "PROGRESS_SECONDS", 0.0)  # a line at every logging point
     path, store = write_suite(ONE_SEED), f"sqlite:///{tmp_path / 'mlflow.db'}"
     result = run(path, store)
     assert result.exit_code == 0, result.output
@@ -63,9 +63,9 @@ def test_step_lines_come_at_most_every_progress_seconds(write_suite, monkeypatch
     suite, _ = load_suite(write_suite(ONE_SEED))
     spec = suite.runs[0]
     clock = iter([0.0, 10.0, 31.0, 40.0, 62.0, 70.0])
-    monkeypatch.setattr(cli.time, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(console.time, "monotonic", lambda: next(clock))
     out = io.StringIO()
-    reporter = cli._LineReporter(Console(file=out, width=200))
+    reporter = console.LineReporter(Console(file=out, width=200))
     update = reporter.run_started(spec)  # t = 0
     for step in (1, 2, 3, 4):  # t = 10, 31, 40, 62
         update(step, {"loss_critic": 0.5, "loss_generator": -0.25})

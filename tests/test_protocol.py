@@ -5,9 +5,9 @@ from conftest import TOY_SUITE
 from typer.testing import CliRunner
 
 from harness.cli import app
-from harness.runner import run_suite
-from harness.suite import load_suite
-from harness.tracking import Tracker
+from harness.run.loading import load_suite
+from harness.run.runner import RunSettings, run_suite
+from harness.run.store import Store as Tracker
 
 runner = CliRunner()
 
@@ -18,7 +18,7 @@ def test_table_refuses_two_protocols_and_selects_one(tmp_path, write_suite):
     for samples in (200, 150):  # the evaluation sample count is part of the protocol
         text = TOY_SUITE.replace("samples: 200", f"samples: {samples}")
         suite, registry = load_suite(write_suite(text, f"s{samples}.yaml"), seeds=[0])
-        run_suite(suite, registry, tracker, device="cpu")
+        run_suite(suite, registry, tracker, RunSettings(device="cpu"))
     base = ["table", "--experiment", "tiny", "--tracking-uri", uri, "--metrics", "modes_covered"]
 
     mixed = runner.invoke(app, base)

@@ -7,9 +7,9 @@ import pytest
 from conftest import TOY_SUITE
 from test_cli import harness
 
-from harness.runner import run_suite
-from harness.suite import load_suite
-from harness.tracking import Tracker
+from harness.run.loading import load_suite
+from harness.run.runner import RunSettings, run_suite
+from harness.run.store import Store as Tracker
 
 VOLATILE = {"eval_seconds", "train_seconds", "sec_per_step", "peak_memory_mb"}
 
@@ -32,10 +32,10 @@ def ray_cluster():
 def test_ray_tasks_finish_the_same_runs_as_the_local_executor(tmp_path, write_suite, ray_cluster):
     suite, registry = load_suite(write_suite(TOY_SUITE))
     local = run_suite(
-        suite, registry, Tracker(f"sqlite:///{tmp_path / 'a' / 'm.db'}"), device="cpu"
+        suite, registry, Tracker(f"sqlite:///{tmp_path / 'a' / 'm.db'}"), RunSettings(device="cpu")
     )
     tracker = Tracker(f"sqlite:///{tmp_path / 'b' / 'm.db'}")
-    remote = run_suite(suite, registry, tracker, device="cpu", executor="ray")
+    remote = run_suite(suite, registry, tracker, RunSettings(device="cpu", executor="ray"))
     assert [o.status for o in remote] == ["finished"] * 4
     a, b = finals(local), finals(remote)
     assert a.keys() == b.keys()
@@ -51,7 +51,7 @@ def test_ray_tasks_finish_the_same_runs_as_the_local_executor(tmp_path, write_su
     parent = next(r for r in runs if r.data.tags.get("harness.kind") == "suite")
     assert {r.data.tags["mlflow.parentRunId"] for r in kids} == {parent.info.run_id}
     assert parent.info.status == "FINISHED"
-    again = run_suite(suite, registry, tracker, device="cpu", executor="ray")
+    again = run_suite(suite, registry, tracker, RunSettings(device="cpu", executor="ray"))
     assert [o.status for o in again] == ["skipped"] * 4  # the same run keys: nothing re-run
 
 

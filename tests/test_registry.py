@@ -4,7 +4,7 @@ import textwrap
 
 import pytest
 
-from harness.errors import PluginError, SuiteError
+from harness.core.errors import PluginError, SuiteError
 from harness.registry import Registry
 
 PLUGIN = '''

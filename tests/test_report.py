@@ -14,16 +14,17 @@ from conftest import TOY_SUITE
 from PIL import Image
 from typer.testing import CliRunner
 
-from harness import report, tables
+from harness.analysis import figures, tables
 from harness.cli import app
-from harness.runner import run_suite
-from harness.suite import load_suite
-from harness.tracking import Tracker
+from harness.run.loading import load_suite
+from harness.run.runner import RunSettings, run_suite
+from harness.run.store import Store
+from harness.run.store import Store as Tracker
 
 NAN_LOSS = '''
 import harness
 import torch
-from plugins.losses import Wasserstein
+from harness.builtins.losses import Wasserstein
 
 
 class Exploding(Wasserstein):
@@ -57,7 +58,7 @@ def store(tmp_path_factory):
         mp.syspath_prepend(str(tmp))
         suite, registry = load_suite(tmp / "suite.yaml")
         tracker = Tracker(f"sqlite:///{tmp / 'mlflow.db'}")
-        outcomes = run_suite(suite, registry, tracker, device="cpu")
+        outcomes = run_suite(suite, registry, tracker, RunSettings(device="cpu"))
     assert sorted(o.status for o in outcomes) == ["diverged"] * 2 + ["finished"] * 4
     return tracker.uri, tmp / "suite.yaml"
 
@@ -136,19 +137,18 @@ def test_report_files_tables_and_embedded_figures(written):
 
 
 def test_no_usable_run_gives_no_figure_and_no_crash(store):
-    from mlflow.tracking import MlflowClient
-
     uri, _ = store
     frame = tables.load_runs(uri, "tiny")
     boom = frame[frame["strategy"] == "boom"]  # diverged before any evaluation
-    usable, colors = boom[boom["status"].isin(tables.OK)], report.strategy_colors(boom)
-    client = MlflowClient(uri)
+    usable, colors = boom[boom["status"].isin(tables.OK)], figures.strategy_colors(boom)
+    client = Store.reader(uri)
     assert (
-        report.curves_figure(report.metric_histories(client, usable, report.CURVES), colors) is None
+        figures.curves_figure(figures.metric_histories(client, usable, figures.CURVES), colors)
+        is None
     )
-    assert report.coverage_figure(usable, colors) is None
-    assert report.gradient_figure(usable, colors) is None
-    assert report.samples_figure(client, boom, colors) is None
+    assert figures.coverage_figure(usable, colors) is None
+    assert figures.gradient_figure(usable, colors) is None
+    assert figures.samples_figure(client, boom, colors) is None
 
 
 def test_each_strategy_shows_its_own_run_samples(store, tmp_path):
@@ -156,7 +156,7 @@ def test_each_strategy_shows_its_own_run_samples(store, tmp_path):
 
     uri, _ = store
     client = MlflowClient(uri)
-    found = report.last_samples(client, tables.load_runs(uri, "tiny"), tmp_path)
+    found = figures.last_samples(Store.reader(uri), tables.load_runs(uri, "tiny"), tmp_path)
     assert [run["strategy"] for run, _, _ in found] == ["wgan-gp", "bce"]
     for run, step, path in found:  # every run logs samples/step_0000006.png: no overwrites
         original = client.download_artifacts(run["run_id"], f"samples/step_{step:07d}.png")
@@ -243,7 +243,7 @@ def test_report_renders_in_headless_chromium(written, tmp_path):
 
 
 def test_the_page_shows_the_tracking_store_relative_to_the_working_directory(tmp_path):
-    from harness.report import shown_uri
+    from harness.analysis.report import shown_uri
 
     inside = f"sqlite:///{tmp_path / 'results' / 'mlflow.db'}"
     assert shown_uri(inside, base=tmp_path) == "sqlite:///results/mlflow.db"

@@ -13,17 +13,18 @@ import torch
 from PIL import Image
 from torch import nn
 
-from harness.errors import SuiteError
-from harness.report import write_report
-from harness.runner import run_suite
-from harness.suite import load_suite
-from harness.surface import critic_surface
-from harness.tracking import Tracker
-from plugins.architectures import DCGAN28, MLP
-from plugins.datasets import Grid25, SwissRoll
-from plugins.pacgan import PacGANToy
-from plugins.pacgan_nets import Maxout
-from plugins.packing import packed
+from harness.analysis.report import write_report
+from harness.analysis.tables import Source
+from harness.builtins.architectures import DCGAN28, MLP
+from harness.builtins.datasets import Grid25, SwissRoll
+from harness.builtins.pacgan import PacGANToy
+from harness.builtins.pacgan_nets import Maxout
+from harness.builtins.packing import packed
+from harness.core.errors import SuiteError
+from harness.evaluation.surface import critic_surface
+from harness.run.loading import load_suite
+from harness.run.runner import RunSettings, run_suite
+from harness.run.store import Store as Tracker
 
 SUITES = Path(__file__).parent.parent / "suites"
 REPRODUCTIONS = [
@@ -174,7 +175,9 @@ def test_any_pack_evaluates_sample_counts_beyond_the_metrics_chunks(write_suite,
         """
     )
     suite, registry = load_suite(path)
-    [outcome] = run_suite(suite, registry, Tracker(f"sqlite:///{tmp_path / 'm.db'}"), device="cpu")
+    [outcome] = run_suite(
+        suite, registry, Tracker(f"sqlite:///{tmp_path / 'm.db'}"), RunSettings(device="cpu")
+    )
     assert outcome.status == "finished", outcome
     assert math.isfinite(outcome.metrics["w1_critic"])
     assert math.isfinite(outcome.metrics["grad_norm_interp_mean"])
@@ -195,7 +198,7 @@ def test_strategies_override_architecture_and_batch_only_for_themselves():
 
 
 def test_lipschitz_diagnostics_take_a_packed_critic():
-    from harness.metrics.lipschitz import lipschitz_diagnostics, lipschitz_lower_bound
+    from harness.evaluation.lipschitz import lipschitz_diagnostics, lipschitz_lower_bound
 
     torch.manual_seed(0)
     inner = nn.Linear(4, 1, bias=False)
@@ -246,18 +249,20 @@ def smoke_store(tmp_path_factory):
 @pytest.mark.parametrize("name", REPRODUCTIONS)
 def test_smoke_profile_end_to_end(name, smoke_store):
     suite, registry = load_suite(SUITES / f"{name}.yaml", profile="smoke")
-    outcomes = run_suite(suite, registry, Tracker(smoke_store), device="cpu")
+    outcomes = run_suite(suite, registry, Tracker(smoke_store), RunSettings(device="cpu"))
     assert [o.status for o in outcomes] == ["finished"] * len(suite.runs)
 
 
 def test_report_draws_the_value_surfaces_of_a_real_run(smoke_store, tmp_path):
     suite, registry = load_suite(SUITES / "pacgan_grid.yaml", profile="smoke")
-    run_suite(suite, registry, Tracker(smoke_store), device="cpu")  # finished runs: skipped
-    page = write_report(smoke_store, "pacgan_grid", tmp_path)
+    run_suite(
+        suite, registry, Tracker(smoke_store), RunSettings(device="cpu")
+    )  # finished runs: skipped
+    page = write_report(Source(experiment="pacgan_grid", uri=smoke_store), tmp_path)
     png = (tmp_path / "surface.png").read_bytes()
     width, height = Image.open(io.BytesIO(png)).size
     assert width > 3 * height * 0.8  # one panel per strategy, side by side
     assert "Critic value surfaces" in page.read_text()
-    mnist = write_report(smoke_store, "stacked_mnist", tmp_path / "images")
+    mnist = write_report(Source(experiment="stacked_mnist", uri=smoke_store), tmp_path / "images")
     assert not (tmp_path / "images" / "surface.png").exists()  # images have no plane
     assert mnist.exists() and math.isfinite(len(png))

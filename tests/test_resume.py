@@ -5,9 +5,9 @@ import pytest
 from conftest import TOY_SUITE
 from mlflow.tracking import MlflowClient
 
-from harness.runner import Progress, run_suite
-from harness.suite import load_suite
-from harness.tracking import Tracker
+from harness.run.loading import load_suite
+from harness.run.runner import Progress, RunSettings, run_suite
+from harness.run.store import Store as Tracker
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
 from kill_trials import check_store, harness_cmd, kill_and_resume, leftovers, measure  # noqa: E402
@@ -52,7 +52,7 @@ def test_interrupted_run_resumes_bit_identical_in_the_same_mlflow_run(tmp_path, 
     path = write_suite(SUITE)
     suite, registry = load_suite(path)
     straight = Tracker(f"sqlite:///{tmp_path / 'a' / 'mlflow.db'}")
-    run_suite(suite, registry, straight, device="cpu", checkpoint_every=2)
+    run_suite(suite, registry, straight, RunSettings(device="cpu", checkpoint_every=2))
 
     resumed = Tracker(f"sqlite:///{tmp_path / 'b' / 'mlflow.db'}")
     with pytest.raises(KeyboardInterrupt):
@@ -60,9 +60,8 @@ def test_interrupted_run_resumes_bit_identical_in_the_same_mlflow_run(tmp_path, 
             suite,
             registry,
             resumed,
-            device="cpu",
+            RunSettings(device="cpu", checkpoint_every=2),
             progress=InterruptAt("bce", 10),
-            checkpoint_every=2,
         )
     exp = resumed.client.get_experiment_by_name("tiny").experiment_id
     kids = {
@@ -73,7 +72,7 @@ def test_interrupted_run_resumes_bit_identical_in_the_same_mlflow_run(tmp_path, 
     assert kids["bce"].data.tags["status"] == "interrupted" and kids["bce"].info.status == "KILLED"
     assert (resumed.checkpoint_dir / suite.runs[1].run_key / "checkpoint.pt").exists()
 
-    outcomes = run_suite(suite, registry, resumed, device="cpu", checkpoint_every=2)
+    outcomes = run_suite(suite, registry, resumed, RunSettings(device="cpu", checkpoint_every=2))
     assert [o.status for o in outcomes] == ["skipped", "finished"]
     assert histories(straight.uri, "tiny") == histories(resumed.uri, "tiny")
     assert not check_store(resumed.uri, "tiny", str(path), None)
@@ -101,7 +100,7 @@ def test_sigkill_at_random_moments_leaves_one_complete_run_each(tmp_path, write_
 def test_a_new_run_ignores_a_checkpoint_its_store_does_not_know(tmp_path, write_suite):
     suite, registry = load_suite(write_suite(SUITE))
     straight = Tracker(f"sqlite:///{tmp_path / 'a' / 'mlflow.db'}")
-    run_suite(suite, registry, straight, device="cpu", checkpoint_every=2)
+    run_suite(suite, registry, straight, RunSettings(device="cpu", checkpoint_every=2))
 
     db = tmp_path / "b" / "mlflow.db"
     with pytest.raises(KeyboardInterrupt):
@@ -109,18 +108,17 @@ def test_a_new_run_ignores_a_checkpoint_its_store_does_not_know(tmp_path, write_
             suite,
             registry,
             Tracker(f"sqlite:///{db}"),
-            device="cpu",
+            RunSettings(device="cpu", checkpoint_every=2),
             progress=InterruptAt("bce", 10),
-            checkpoint_every=2,
         )
     fresh = Tracker(f"sqlite:///{db.with_name('fresh.db')}")  # same checkpoints folder
-    outcomes = run_suite(suite, registry, fresh, device="cpu", checkpoint_every=2)
+    outcomes = run_suite(suite, registry, fresh, RunSettings(device="cpu", checkpoint_every=2))
     assert [o.status for o in outcomes] == ["finished", "finished"]
     assert histories(straight.uri, "tiny") == histories(fresh.uri, "tiny")
 
 
 def test_a_store_is_created_whole_or_not_at_all(tmp_path, monkeypatch):
-    from harness.tracking import create_sqlite_store
+    from harness.run.store import create_sqlite_store
 
     db = tmp_path / "store" / "mlflow.db"
 

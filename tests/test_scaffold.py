@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from harness import scaffold, testing
 from harness.cli import app
 from harness.registry import Registry
-from harness.suite import load_suite
+from harness.run.loading import load_suite
 
 runner = CliRunner()
 

@@ -11,10 +11,10 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import harness
+from harness.builtins.datasets import MNIST, Grid25, Ring8
 from harness.cli import app
-from harness.errors import HarnessError
-from harness.scoring import to_samples
-from plugins.datasets import MNIST, Grid25, Ring8
+from harness.core.errors import HarnessError
+from harness.run.scoring import to_samples
 
 MNIST_METRICS = ["mode_coverage", "fid"]
 

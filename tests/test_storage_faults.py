@@ -18,7 +18,7 @@ from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
 from harness.cli import app
-from harness.tracking import create_sqlite_store
+from harness.run.store import create_sqlite_store
 
 SUITE = TOY_SUITE.replace("seeds: [0, 1]", "seeds: [0]")
 
@@ -132,16 +132,16 @@ def test_disk_full_during_training_fails_only_that_run(tmp_path, write_suite, mo
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
         return save(obj, path, *args, **kwargs)
 
-    import harness.tracking
+    import harness.run.store
 
-    start_run = harness.tracking.Tracker.start_run
+    start_run = harness.run.store.Store.start_run
 
     def remember(self, parent_id, spec, resume=None):
         full.strategy = spec.strategy
         return start_run(self, parent_id, spec, resume)
 
     monkeypatch.setattr(torch, "save", full)
-    monkeypatch.setattr(harness.tracking.Tracker, "start_run", remember)
+    monkeypatch.setattr(harness.run.store.Store, "start_run", remember)
     code, output = run(suite, db)
     assert code == 1
     assert "failed: wgan-gp seed 0: OSError" in output and "No space left on device" in output

@@ -9,7 +9,7 @@ from pydantic import AllowInfNan, Field
 from typer.testing import CliRunner
 
 from harness.cli import app
-from harness.errors import SuiteError
+from harness.core.errors import SuiteError
 from harness.parts import Constraint
 from harness.registry import PartInfo, Registry, validate_params
 

@@ -1,8 +1,8 @@
 import pytest
 from conftest import TOY_SUITE
 
-from harness.errors import SuiteError
-from harness.suite import load_suite
+from harness.core.errors import SuiteError
+from harness.run.loading import load_suite
 
 
 def test_toy_suite_resolves_to_strategy_times_seed_runs(write_suite):

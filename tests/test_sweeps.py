@@ -7,11 +7,11 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from harness.analysis.robustness import budgets, by_setting, expected_best, robustness
 from harness.cli import app
-from harness.errors import HarnessError, SuiteError
-from harness.robustness import budgets, by_setting, expected_best, robustness
-from harness.suite import load_suite
-from harness.sweeps import SweepConfig, expand
+from harness.core.errors import HarnessError, SuiteError
+from harness.core.sweeps import SweepConfig, expand
+from harness.run.loading import load_suite
 
 BASE = """
 name: swept

@@ -7,7 +7,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
-from harness import tables
+from harness.analysis import tables
 from harness.cli import app
 
 DIRECTIONS = {"fid_mnist": "min", "modes_covered": "max"}

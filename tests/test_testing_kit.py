@@ -10,13 +10,7 @@ from torch import nn
 
 from harness.parts import Architecture, ClassModes, Constraint, Dataset, Loss, Samples
 from harness.registry import Registry
-from harness.testing import (
-    DEVICES,
-    check_architecture,
-    check_constraint,
-    check_dataset,
-    check_loss,
-)
+from harness.testing import DEVICES, check_architecture, check_constraint, check_dataset, check_loss
 
 REGISTRY = Registry()
 CHECKS = {

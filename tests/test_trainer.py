@@ -3,8 +3,8 @@
 import pytest
 from conftest import TOY_SUITE
 
-from harness.suite import load_suite
-from harness.trainer import MetricsSink, train
+from harness.run.loading import load_suite
+from harness.run.trainer import MetricsSink, train
 
 
 class Collect(MetricsSink):

@@ -14,10 +14,10 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from harness.cli import app
-from harness.errors import SuiteError
-from harness.runner import run_suite
-from harness.suite import load_suite
-from harness.tracking import Tracker
+from harness.core.errors import SuiteError
+from harness.run.loading import load_suite
+from harness.run.runner import RunSettings, run_suite
+from harness.run.store import Store as Tracker
 
 
 def refused(path, match, **kwargs) -> str:
@@ -374,7 +374,7 @@ def test_a_plugin_exiting_during_training_fails_only_its_run(
         text = text.replace("  bce: {loss: bce}\n", "")
     suite, registry = load_suite(write_suite(text))
     tracker = Tracker(tracking_store)
-    outcomes = run_suite(suite, registry, tracker, device="cpu", jobs=jobs)
+    outcomes = run_suite(suite, registry, tracker, RunSettings(device="cpu", jobs=jobs))
     expected = [("failed", "SystemExit: 3"), ("finished", None)][: len(suite.runs)]
     assert [(o.status, o.error) for o in outcomes] == expected
     exp = tracker.client.get_experiment_by_name(f"exits{jobs}").experiment_id
@@ -545,5 +545,5 @@ def test_mutants_are_refused_cleanly_or_valid(tmp_path, tracking_store, text):
         short["seeds"] = short.get("seeds", [0])[:1]
         path.write_text(yaml.safe_dump(short))
         suite, registry = load_suite(path)
-        outcomes = run_suite(suite, registry, Tracker(tracking_store), device="cpu")
+        outcomes = run_suite(suite, registry, Tracker(tracking_store), RunSettings(device="cpu"))
         assert {o.status for o in outcomes} <= {"finished", "diverged"}

@@ -25,9 +25,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from profile_slice import load_slice  # noqa: E402
 
-from harness.runner import run_suite  # noqa: E402
-from harness.tracking import Tracker  # noqa: E402
-from harness.trainer import resolve_device  # noqa: E402
+from harness.run.runner import RunSettings, run_suite  # noqa: E402
+from harness.run.store import Store as Tracker  # noqa: E402
+from harness.run.trainer import resolve_device  # noqa: E402
 
 FULL_RUNS, FULL_STEPS = 8 * 5, 20_000
 FIELDS = ["jobs", "runs", "steps", "wall_s", "projected_full_min", "finished", "max_peak_mb"]
@@ -58,7 +58,9 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             tracker = Tracker(f"sqlite:///{tmp}/mlflow.db")  # a fresh store: nothing skipped
             start = time.perf_counter()
-            outcomes = run_suite(suite, registry, tracker, device=str(device), jobs=jobs)
+            outcomes = run_suite(
+                suite, registry, tracker, RunSettings(device=str(device), jobs=jobs)
+            )
             wall = time.perf_counter() - start
         runs = len(suite.runs)
         scale = (FULL_RUNS / runs) * (FULL_STEPS / args.steps)

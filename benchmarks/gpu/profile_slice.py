@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from harness.suite import load_suite
+from harness.run.loading import load_suite
 
 TINY_WIDTH = {"mlp": 8, "dcgan28": 4}  # the CPU dry run's widths
 

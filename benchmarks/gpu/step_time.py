@@ -24,7 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from profile_slice import load_slice  # noqa: E402
 
-from harness.trainer import resolve_device, train  # noqa: E402
+from harness.run.trainer import resolve_device, train  # noqa: E402
 
 FIELDS = [
     "suite",

@@ -1,0 +1,317 @@
+"""Comparison tables from stored runs: the runs as a frame (one row per strategy, setting and
+seed), strategies × metrics aggregated over seeds with confidence intervals, best values, ranks,
+a protocol footnote, and two-strategy comparisons."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from html import escape
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from harness.analysis.currency import current_checker
+from harness.analysis.summary import SHOWN
+from harness.core.errors import HarnessError
+from harness.run.store import PROTOCOL, SWEEP, VERSION, Store, StoredRun, default_tracking_uri
+from harness.run.suite_file import experiment_name
+
+OK = ("finished", "skipped")  # usable: in the means
+BAD = ("diverged", "failed")  # counted, left out of the means
+BOLD = {"markdown": "**{}**", "latex": "\\textbf{{{}}}", "html": "<b>{}</b>"}
+UNRECORDED = "unrecorded"  # runs from before evaluation protocols were logged
+PROTOCOL_PARAMS = {  # the params that say what the numbers mean: kept, and in the footnote
+    PROTOCOL: "protocol",
+    "dataset.name": "dataset",
+    "dataset.params.source": "source",
+    "train.steps": "steps",
+    "train.batch_size": "batch",
+    "eval.samples": "eval samples",
+}
+
+
+@dataclass(frozen=True)
+class Source:
+    """Which stored runs to read: a suite's experiment (or ``experiment`` by name), in the
+    store at ``uri`` (default: ``$MLFLOW_TRACKING_URI``, else results/mlflow.db), only those
+    of invocation ``parent``, of every code version or only the current one, of ``protocol``."""
+
+    suite: Path | None = None
+    experiment: str | None = None
+    uri: str | None = None
+    parent: str | None = None
+    all_versions: bool = False
+    protocol: str | None = None
+
+    @property
+    def name(self) -> str:
+        """The experiment: ``experiment``, else the suite file's ``name:``."""
+        return experiment_name(self.suite, self.experiment)
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.uri or default_tracking_uri()
+
+
+def load(source: Source) -> pd.DataFrame:
+    """The runs ``source`` names, as :func:`load_runs` gives them."""
+    current = None if source.all_versions else current_checker()
+    return load_runs(source.tracking_uri, source.name, source.parent, current, source.protocol)
+
+
+def load_runs(
+    uri: str,
+    experiment: str,
+    parent: str | None = None,
+    current: Callable[[dict[str, str]], bool] | None = None,
+    protocol: str | None = None,
+) -> pd.DataFrame:
+    """One row per (strategy, setting, seed): the latest child run, its id, status, params
+    (a sweep's values as ``sweep.PATH``) and final metrics; ``harness score`` runs too, as
+    strategy ``score:NAME``. With ``current`` (:func:`harness.analysis.currency.current_checker`),
+    only runs of the code installed now; ``frame.attrs["older"]`` counts the others. Runs of one
+    evaluation protocol only (:func:`select_protocol`)."""
+    runs = Store.reader(uri).runs(experiment)
+    if parent is not None:
+        runs = [r for r in runs if parent in (r.parent, r.resumed_by)]
+    older = 0
+    if current is not None:
+        kept = [r for r in runs if current(r.params)]
+        older, runs = len(runs) - len(kept), kept
+        if older and not runs:
+            raise HarnessError(
+                f"experiment {experiment!r} has only runs of older code or harness versions "
+                f"({older}): re-run the suite, or --all-versions to tabulate them"
+            )
+    runs = select_protocol(runs, protocol, experiment)
+    rows = [
+        {
+            "strategy": r.strategy,
+            "seed": int(r.seed),
+            "setting": r.setting,
+            "status": r.status,
+            "run_id": r.id,
+            **{
+                k: v
+                for k, v in r.params.items()
+                if k in PROTOCOL_PARAMS or k == VERSION or k.startswith(SWEEP)
+            },
+            **r.metrics,
+        }
+        for r in runs
+    ]
+    if not rows:
+        where = f" under parent run {parent}" if parent else ""
+        raise HarnessError(f"experiment {experiment!r} has no runs{where}")
+    frame = pd.DataFrame(rows).drop_duplicates(["strategy", "setting", "seed"], keep="last")
+    frame = frame.reset_index(drop=True)
+    frame.attrs["older"] = older
+    return frame
+
+
+def select_protocol(runs: list[StoredRun], protocol: str | None, experiment: str) -> list:
+    """The runs measured under one evaluation protocol (their ``eval_protocol`` param, see
+    :func:`harness.evaluation.evaluator.evaluation_protocol`): ``protocol`` (an id or a unique
+    prefix of one), else the only one there is. Numbers of different protocols are not
+    comparable, so several without a choice is an error."""
+    of = {r.id: r.params.get(PROTOCOL, UNRECORDED) for r in runs}
+    found = Counter(of.values())
+    listed = ", ".join(f"{p} ({n} runs)" for p, n in found.most_common())
+    if protocol is None:
+        if len(found) > 1:
+            raise HarnessError(
+                f"experiment {experiment!r} holds runs of {len(found)} evaluation protocols, "
+                f"whose numbers cannot be averaged: {listed}; choose one with --protocol ID"
+            )
+        return runs
+    matches = [p for p in found if p == protocol] or [p for p in found if p.startswith(protocol)]
+    if len(matches) != 1:
+        which = "no" if not matches else "more than one"
+        raise HarnessError(
+            f"--protocol {protocol!r} matches {which} protocol of experiment {experiment!r}: "
+            f"{listed}"
+        )
+    return [r for r in runs if of[r.id] == matches[0]]
+
+
+def aggregate(frame: pd.DataFrame, metrics: list[str], directions: dict[str, str]) -> pd.DataFrame:
+    """Per strategy: runs ``n`` (usable), ``bad`` (diverged or failed), and for each metric
+    its mean, std, 95 % CI half-width (t distribution); then ``rank`` (1 = best), the mean of
+    the per-metric ranks over metrics with a direction."""
+    order = list(dict.fromkeys(frame["strategy"]))
+    usable = frame[frame["status"].isin(OK)]
+    table = pd.DataFrame(index=pd.Index(order, name="strategy"))
+    table["n"] = usable.groupby("strategy").size().reindex(order, fill_value=0)
+    table["bad"] = (
+        frame[frame["status"].isin(BAD)].groupby("strategy").size().reindex(order, fill_value=0)
+    )
+    ranks = []
+    for metric in metrics:
+        values = usable.groupby("strategy")[metric] if metric in usable else None
+        if values is None:
+            raise HarnessError(f"no metric {metric!r} in these runs")
+        mean, std, n = (values.agg(f).reindex(order) for f in ("mean", "std", "count"))
+        table[f"{metric}_mean"], table[f"{metric}_std"] = mean, std
+        half = [
+            stats.t.ppf(0.975, k - 1) * s / math.sqrt(k) if k > 1 else np.nan
+            for s, k in zip(std, n, strict=True)
+        ]
+        table[f"{metric}_ci95"] = half
+        if metric in directions:
+            ranks.append(mean.rank(ascending=directions[metric] == "min"))
+    if ranks:
+        table["rank"] = pd.concat(ranks, axis=1).mean(axis=1).rank(method="min")
+    return table
+
+
+def best(table: pd.DataFrame, metric: str, directions: dict[str, str]) -> set[str]:
+    """The strategies whose mean is best (ties included); none without a direction."""
+    column = table[f"{metric}_mean"]
+    if metric not in directions or column.isna().all():
+        return set()
+    target = column.min() if directions[metric] == "min" else column.max()
+    return set(column[column == target].index)
+
+
+def footnote(frame: pd.DataFrame, metrics: list[str]) -> str:
+    """The protocol behind the numbers."""
+    parts = []
+    for param, label in PROTOCOL_PARAMS.items():
+        if param in frame:
+            parts.append(f"{label} {', '.join(sorted(map(str, frame[param].dropna().unique())))}")
+    if any(m.endswith("_mnist") for m in metrics):
+        parts.append("FID/KID/PR features: the harness's MNIST evaluator CNN (not Inception)")
+    versions = sorted(map(str, frame.get("harness_version", pd.Series(["?"])).dropna().unique()))
+    parts.append(f"harness {', '.join(versions)}")
+    if frame.attrs.get("older"):
+        parts.append(
+            f"{frame.attrs['older']} runs of older code hidden (--all-versions includes them)"
+        )
+    return "mean ± 95 % CI over seeds (n usable runs; bad = diverged or failed); " + "; ".join(
+        parts
+    )
+
+
+def _cell(table, strategy, metric) -> str:
+    mean, half = table.at[strategy, f"{metric}_mean"], table.at[strategy, f"{metric}_ci95"]
+    if pd.isna(mean):
+        return "–"
+    return f"{mean:.4g}" + ("" if pd.isna(half) else f" ± {half:.2g}")
+
+
+def render(
+    table: pd.DataFrame, metrics: list[str], directions: dict[str, str], fmt: str, note: str
+) -> str:
+    """The table as markdown, csv (numeric columns, parseable back), latex or html."""
+    if fmt == "csv":
+        return table.to_csv() + f"# {note}\n"
+    if fmt not in BOLD:
+        raise HarnessError(f"--format: unknown format {fmt!r}; use markdown, csv, latex or html")
+    winners = {m: best(table, m, directions) for m in metrics}
+    header = ["strategy", "n", "bad", *metrics] + (["rank"] if "rank" in table else [])
+    rows = []
+    name = escape if fmt == "html" else str  # a strategy is any YAML key: escape it
+    for strategy in table.index:
+        cells = [name(strategy), str(table.at[strategy, "n"]), str(table.at[strategy, "bad"])]
+        for m in metrics:
+            text = _cell(table, strategy, m)
+            cells.append(BOLD[fmt].format(text) if strategy in winners[m] else text)
+        if "rank" in table:
+            rank = table.at[strategy, "rank"]
+            cells.append("–" if pd.isna(rank) else f"{rank:.0f}")  # no usable run: no rank
+        rows.append(cells)
+    if fmt == "markdown":
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(r) + " |" for r in rows]
+        return "\n".join(lines) + f"\n\n{note}\n"
+    if fmt == "latex":
+        lines = [r"\begin{tabular}{l" + "r" * (len(header) - 1) + "}", r"\toprule"]
+        lines += [" & ".join(_latex(h) for h in header) + r" \\", r"\midrule"]
+        lines += [" & ".join(_latex(c) for c in r) + r" \\" for r in rows]
+        lines += [r"\bottomrule", r"\end{tabular}", f"% {note}"]
+        return "\n".join(lines) + "\n"
+    head = "".join(f"<th>{h}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
+    html = f"<table class='results'><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return f"{html}\n<p class='note'>{note}</p>\n"
+
+
+def _latex(text: str) -> str:
+    return text.replace("_", r"\_").replace("%", r"\%").replace("±", r"$\pm$")
+
+
+def compare(
+    frame: pd.DataFrame,
+    a: str,
+    b: str,
+    metrics: list[str],
+    directions: dict[str, str],
+    resamples: int = 10_000,
+) -> pd.DataFrame:
+    """Difference of means A − B per metric with a bootstrap 95 % CI over seeds (paired when
+    both strategies ran the same seeds), Welch's or the paired t-test, and a verdict: one is
+    better only when the CI excludes 0 and p < 0.05."""
+    known = set(frame["strategy"])
+    for name in (a, b):
+        if name not in known:
+            raise HarnessError(
+                f"--compare: no strategy {name!r}; known: {', '.join(sorted(known))}"
+            )
+    usable = frame[frame["status"].isin(OK)].set_index("seed")
+    rng = np.random.default_rng(0)
+    rows = []
+    for metric in metrics:
+        x = usable[usable["strategy"] == a][metric].dropna()
+        y = usable[usable["strategy"] == b][metric].dropna()
+        paired = sorted(x.index) == sorted(y.index) and len(x) > 1
+        if paired:
+            d = (x - y.loc[x.index]).to_numpy()
+            boots = rng.choice(d, (resamples, len(d))).mean(axis=1)
+            p = (
+                stats.ttest_rel(x, y.loc[x.index]).pvalue
+                if d.std() > 0
+                else (1.0 if d.mean() == 0 else 0.0)
+            )
+        else:
+            boots = rng.choice(x.to_numpy(), (resamples, len(x))).mean(1) - rng.choice(
+                y.to_numpy(), (resamples, len(y))
+            ).mean(1)
+            p = (
+                stats.ttest_ind(x, y, equal_var=False).pvalue
+                if min(len(x), len(y)) > 1
+                else float("nan")
+            )
+        low, high = np.percentile(boots, [2.5, 97.5])
+        diff = x.mean() - y.mean()
+        n = min(len(x), len(y))  # one seed a side gives a degenerate bootstrap: no verdict
+        # The percentile bootstrap is too narrow for a handful of seeds: the t-test must agree.
+        separated = n >= 2 and not low <= 0 <= high and p < 0.05
+        if not separated or metric not in directions:
+            verdict = f"cannot separate with {n} seeds" if metric in directions else "no direction"
+        else:
+            a_better = (diff < 0) == (directions[metric] == "min")
+            verdict = f"{a if a_better else b} better"
+        rows.append(
+            {
+                "metric": metric,
+                a: x.mean(),
+                b: y.mean(),
+                "difference": diff,
+                "ci95_low": low,
+                "ci95_high": high,
+                "p_value": p,
+                "test": "paired t" if paired else "Welch t",
+                "verdict": verdict,
+            }
+        )
+    return pd.DataFrame(rows).set_index("metric")
+
+
+def default_metrics(frame: pd.DataFrame, directions: dict[str, str]) -> list[str]:
+    """The metrics a table shows unless told: the end-of-run table's, where present."""
+    return [m for m in SHOWN if m in frame and frame[m].notna().any()]

@@ -1,0 +1,259 @@
+"""Run a suite: every (strategy, setting, seed) run not already finished, recorded in the store.
+A run that diverges or raises is recorded as such and the suite goes on.
+
+One worker function, :func:`run_job`, trains and records one run wherever it executes: in
+this process (``jobs=1``), in a local worker process (``jobs=N``) or as a Ray task
+(``executor="ray"``); :mod:`harness.run.executors` only decides where jobs run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+import traceback
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.core.registry import Registry
+from harness.core.spec import RunSpec, Suite
+from harness.run.executors import check_executor, local_processes, ray_tasks
+from harness.run.planning import decide, plan
+from harness.run.provenance import DEFAULT_THREADS, run_provenance, torch_threads
+from harness.run.store import RunLog, Store, is_store_error, storage_error
+from harness.run.trainer import resolve_device, train
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """How an invocation trains its runs. Only ``threads`` can change a run's numbers (in the
+    last bits, on CPU), so it is logged with each run; the rest decides where and how often."""
+
+    device: str = "auto"  # auto (CUDA when present), cpu or cuda[:N]
+    data_dir: Path | None = None  # where on-disk datasets live
+    checkpoint_every: int = 500  # steps between checkpoints, at least (and at evaluations)
+    jobs: int = 1  # runs trained at once in local processes (1: in this process)
+    threads: int = DEFAULT_THREADS  # torch intra-op threads of each run, wherever it runs
+    compile: bool = False  # torch.compile the training forward passes
+    executor: str = "local"  # local (jobs processes) or ray (one task per run)
+    address: str | None = None  # the Ray cluster (None: the initialised one, else a new one)
+    gpus_per_run: float = 0.0  # GPUs per Ray task
+    cpus_per_run: float = 1.0  # CPUs per Ray task
+    rerun: frozenset[str] = frozenset()  # strategies whose finished runs train again
+
+
+@dataclass
+class Outcome:
+    spec: RunSpec
+    status: str  # finished | diverged | failed | skipped | held (a live process trains it)
+    metrics: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Job:
+    """Everything one run needs, picklable: it travels to worker processes and Ray tasks."""
+
+    tracking_uri: str
+    parent_id: str
+    spec: RunSpec
+    settings: RunSettings = RunSettings()
+
+
+class Progress:
+    """Callbacks the CLI implements to show progress; all optional."""
+
+    def starting(self, suite: Suite, device: str, uri: str) -> None:
+        """The suite is valid and the store open; nothing is written yet."""
+
+    def run_started(self, spec: RunSpec) -> Callable[[int, dict], None] | None: ...
+
+    def run_ended(self, outcome: Outcome) -> None: ...
+
+    def runs_queued(self, specs: list[RunSpec], workers: str) -> None:
+        """Runs handed to an executor all at once (``workers``: e.g. "2 at a time"); they
+        report no steps, only their end."""
+
+    def planned(self, plan: str) -> None:
+        """One line before training: how many runs train and why (planning.plan)."""
+
+
+def run_suite(
+    suite: Suite,
+    registry: Registry,
+    store: Store,
+    settings: RunSettings = RunSettings(),
+    progress: Progress | None = None,
+) -> list[Outcome]:
+    """Train every run of ``suite`` not already completed in the store, and the runs of the
+    strategies in ``settings.rerun`` anyway (a new run beside the finished one); returns each
+    run's outcome, in the suite's order.
+
+    ``executor="local"`` trains ``jobs`` runs at a time (``jobs=1``: in this process, with
+    per-step progress; more: separate processes sharing the store). ``executor="ray"`` makes
+    each run a Ray task. Each run uses ``threads`` torch threads wherever it runs (a setting,
+    not a share of the cores), so ``jobs`` and the executor do not change its numbers.
+    """
+    check_executor(settings.executor)
+    progress = progress or Progress()
+    store.check_writable()
+    parent_id, logged, completed = open_invocation(store, suite)
+    trained = [s for s in suite.runs if decide(s, completed, settings.rerun) == "train"]
+    progress.planned(plan(suite.runs, trained, logged, set(settings.rerun)))
+    outcomes: dict[str, Outcome] = {}
+    for spec in suite.runs:
+        if decide(spec, completed, settings.rerun) == "skip":
+            outcomes[spec.run_key] = Outcome(spec, "skipped", dict(completed[spec.run_key].metrics))
+            progress.run_ended(outcomes[spec.run_key])
+    jobs = [Job(store.uri, parent_id, spec, settings) for spec in trained]
+    status = "finished"
+    try:
+        with contextlib.closing(execute(jobs, store, registry, settings, progress)) as results:
+            for outcome in results:
+                outcomes[outcome.spec.run_key] = outcome
+                progress.run_ended(outcome)
+    except KeyboardInterrupt:
+        status = "interrupted"
+        raise
+    except Exception as exc:
+        if not is_store_error(exc):
+            raise
+        status = "failed"  # the store refused a write: stop, in one line
+        raise storage_error(exc) from None
+    finally:
+        store.end_suite(parent_id, status)
+    return [outcomes[spec.run_key] for spec in suite.runs]
+
+
+def open_invocation(store: Store, suite: Suite) -> tuple[str, list, dict]:
+    """Open the invocation's parent run and read the suite's logged runs: (parent id, the
+    experiment's runs, the completed ones by run key); sweeps away dead processes' leftovers.
+    A store that refuses is one line."""
+    try:
+        parent_id = store.start_suite(suite)
+        logged = store.child_runs(store.experiment_id(suite.config.name))
+        completed, _ = store.existing_runs(logged)
+        store.sweep(completed)
+    except Exception as exc:
+        store.end_suite(None, "failed")
+        raise storage_error(exc) from None
+    return parent_id, logged, completed
+
+
+def execute(
+    jobs: list[Job], store: Store, registry: Registry, settings: RunSettings, progress: Progress
+) -> Iterator[Outcome]:
+    """Each job's outcome as it completes: in this process one after another (``jobs=1``,
+    with per-step progress), else through an executor (progress at each run's end only)."""
+    if settings.executor == "local" and settings.jobs == 1:
+        for job in jobs:
+            yield run_job(job, store, registry, progress)
+        return
+    if not jobs:
+        return
+    if settings.executor == "ray":
+        results = ray_tasks(
+            run_job, jobs, settings.address, settings.cpus_per_run, settings.gpus_per_run
+        )
+    else:
+        results = local_processes(run_job, jobs, settings.jobs)
+    with contextlib.closing(results):
+        workers = "on Ray" if settings.executor == "ray" else f"{settings.jobs} at a time"
+        progress.runs_queued([job.spec for job in jobs], workers)
+        for job, result in results:
+            try:
+                outcome = result()
+            except Exception as exc:  # the worker died before it could record the run
+                outcome = Outcome(job.spec, "failed", error=f"{type(exc).__name__}: {exc}")
+            yield outcome
+
+
+def run_job(
+    job: Job,
+    store: Store | None = None,
+    registry: Registry | None = None,
+    progress: Progress | None = None,
+) -> Outcome:
+    """Train one run and record it in the store: the worker function every executor runs. In
+    a worker it opens its own store connection and registry.
+
+    The run key is claimed first (:meth:`Store.claim_run`, held until the run is recorded):
+    a run a live process holds is left to it (outcome ``held``), and the store is read again
+    under the claim, so a run completed meanwhile is skipped and an unfinished one resumed."""
+    store = store or Store(job.tracking_uri)
+    key = job.spec.run_key
+    held = store.claim_run(key)
+    if held is None:
+        return Outcome(job.spec, "held", error=f"held by {store.run_holder(key)}")
+    with held:
+        logged = store.child_runs(store.experiment_of(job.parent_id), key)
+        completed, resumable = store.existing_runs(logged)
+        if decide(job.spec, completed, job.settings.rerun) == "skip":
+            return Outcome(job.spec, "skipped", dict(completed[key].metrics))
+        run = store.start_run(job.parent_id, job.spec, resume=resumable.get(key))
+        if key in completed:  # --rerun: the finished run stays, marked as superseded
+            store.supersede(completed[key].id, run.run_id)
+        with torch_threads(job.settings.threads):
+            return _train(job, run, registry, progress)
+
+
+def _train(job: Job, run: RunLog, registry: Registry | None, progress: Progress | None):
+    progress = progress or Progress()
+    settings = job.settings
+    try:
+        registry = registry or Registry(job.spec.plugins)
+        run.log_params(run_provenance(job.spec, registry, resolve_device(settings.device)))
+        result = train(
+            job.spec,
+            registry=registry,
+            device=settings.device,
+            data_dir=settings.data_dir,
+            sink=run,
+            progress=progress.run_started(job.spec),
+            checkpoint_every=settings.checkpoint_every,
+            compile=settings.compile,
+        )
+    except BaseException as exc:  # SystemExit from plugin code too: it fails only its run
+        if isinstance(exc, KeyboardInterrupt) and Interrupts.real():
+            run.finish("interrupted")
+            raise
+        run.log_text(traceback.format_exc(), "traceback.txt")
+        run.finish("failed")
+        return Outcome(job.spec, "failed", error=f"{type(exc).__name__}: {exc}")
+    run.finish(result.status)
+    return Outcome(job.spec, result.status, result.metrics)
+
+
+class Interrupts:
+    """Tells a real Ctrl-C from a ``KeyboardInterrupt`` that plugin code raised itself. While
+    :meth:`watch` is active (``harness run`` in its main process) a SIGINT is counted, and a
+    KeyboardInterrupt with none counted fails only its run; elsewhere (library use, worker
+    processes) every KeyboardInterrupt counts as Ctrl-C."""
+
+    watching = False
+    signals = 0
+
+    @classmethod
+    def real(cls) -> bool:
+        return not cls.watching or cls.signals > 0
+
+    @classmethod
+    @contextlib.contextmanager
+    def watch(cls):
+        default = signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        if not default or threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def count(signum, frame):
+            cls.signals += 1
+            signal.default_int_handler(signum, frame)
+
+        signal.signal(signal.SIGINT, count)
+        cls.watching, cls.signals = True, 0
+        try:
+            yield
+        finally:
+            cls.watching = False
+            signal.signal(signal.SIGINT, signal.default_int_handler)
