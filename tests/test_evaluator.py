@@ -53,8 +53,12 @@ def test_hash_is_canonical_not_file_bytes():
 
 
 @pytest.mark.slow
-def test_training_script_reproduces_the_shipped_hash(tmp_path):
-    """Slow (~30 s of one CPU): retrains the evaluator exactly as the shipped one was."""
+def test_training_script_reproduces_the_shipped_evaluator(tmp_path, digits):
+    """Slow (~30 s of one CPU): retrains the evaluator as the shipped one was. Bit for bit on
+    the machine that made it; on another CPU of the same instruction set and torch build the
+    kernels may sum in another order (seen on an AMD EPYC: weights 0.18 apart after 8 epochs),
+    so there the network must classify every test digit as the shipped one does."""
+    from harness.evaluation.evaluator import Evaluator, EvaluatorNet
     from harness.evaluator_training import main
 
     trained_with = read_weights()["trained_with"]
@@ -67,7 +71,14 @@ def test_training_script_reproduces_the_shipped_hash(tmp_path):
     threads = torch.get_num_threads()
     main(["--out", str(tmp_path / "w.pt")])
     assert torch.get_num_threads() == threads  # restored
-    assert read_weights(tmp_path / "w.pt", sha256=None)["sha256"] == WEIGHTS_SHA256
+    retrained = read_weights(tmp_path / "w.pt", sha256=None)
+    if retrained["sha256"] == WEIGHTS_SHA256:
+        return
+    net = EvaluatorNet(retrained["n_classes"])
+    net.load_state_dict(retrained["state_dict"])
+    ours = Evaluator(net.eval(), retrained["sha256"], retrained["test_accuracy"])
+    test = digits[1]
+    assert torch.equal(ours.predict(test.x), mnist_evaluator().predict(test.x))
 
 
 def test_predictions_and_fid_floor_do_not_depend_on_the_thread_count(digits, monkeypatch):
