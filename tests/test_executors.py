@@ -1,8 +1,10 @@
-"""`harness run --jobs N` end to end: the same end table as --jobs 1, runs in separate worker
-processes that split the machine's cores."""
+"""`harness run` end to end at its default, one worker process per usable core: the same end
+table as --jobs 1, and the start line says how many runs train at once."""
 
 import os
+import platform
 
+import torch
 from conftest import TOY_SUITE
 from test_cli import child_runs, harness
 
@@ -40,29 +42,60 @@ def table_rows(stdout: str) -> dict[str, list[str]]:
     return rows
 
 
-def test_jobs_two_end_to_end_prints_the_table_of_jobs_one(tmp_path, write_suite, monkeypatch):
+VOLATILE = {"eval_seconds", "train_seconds", "sec_per_step", "peak_memory_mb"}
+
+
+def test_the_default_uses_every_usable_core_and_gives_the_numbers_of_jobs_one(
+    tmp_path, write_suite, monkeypatch
+):
     (tmp_path / "counting_ring8.py").write_text(THREADS_PLUGIN)
     monkeypatch.syspath_prepend(str(tmp_path))  # spawned workers inherit sys.path
     log = tmp_path / "threads.log"
     monkeypatch.setenv("THREADS_LOG", str(log))
+    monkeypatch.setenv("TTY_COMPATIBLE", "0")  # progress as lines, whatever runs pytest
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})  # two usable cores
     text = TOY_SUITE.replace("{name: ring8, n: 2000}", "{name: counting_ring8, n: 2000}")
     suite = write_suite(text + "plugins: [counting_ring8]\n")
-    outputs = {}
-    for jobs in (1, 2):
+    outputs, finals = {}, {}
+    for jobs in ("1", None):  # --jobs 1, then the default
+        if jobs is None:
+            monkeypatch.delenv("HARNESS_JOBS")
         store = f"sqlite:///{tmp_path / f'jobs{jobs}' / 'mlflow.db'}"
         log.write_text("")
-        result = harness("run", suite, "--jobs", jobs, "--tracking-uri", store)
+        result = harness("run", suite, *(["--jobs", jobs] if jobs else []), "--tracking-uri", store)
         assert result.exit_code == 0, result.output
         assert "sec_per_step" in result.stdout
         outputs[jobs] = table_rows(result.stdout)
         _, _, kids = child_runs(store, "tiny")
         assert sorted(k.data.tags["status"] for k in kids) == ["finished"] * 4
+        finals[jobs] = {
+            (k.data.tags["strategy"], k.data.tags["seed"]): {
+                m: v for m, v in k.data.metrics.items() if m not in VOLATILE
+            }
+            for k in kids
+        }
+        for kid in kids:  # provenance, logged by every run wherever it trains
+            params = kid.data.params
+            assert params["torch_threads"] == "1" and params["device"] == "cpu"
+            assert params["torch_version"] == str(torch.__version__)
+            assert params["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+            assert params["python_version"] == platform.python_version()
+            assert params["eval_protocol"] == "gauss-3sigma-v1:n200"
         loads = [tuple(map(int, line.split())) for line in log.read_text().splitlines()]
         pids = {pid for pid, _ in loads}
-        if jobs == 1:
-            assert pids == {os.getpid()}
-        else:  # two worker processes, each with half the cores
-            assert 0 < len(pids) <= 2 and os.getpid() not in pids
-            assert {threads for _, threads in loads} == {max(1, (os.cpu_count() or 1) // 2)}
-    assert outputs[1].keys() == {"wgan-gp", "bce"}
-    assert outputs[2] == outputs[1]
+        if jobs == "1":
+            assert pids == {os.getpid()} and "; 1 at a time" in result.stdout
+            continue
+        # two worker processes, one torch thread each, saying so and reporting only their end
+        assert 0 < len(pids) <= 2 and os.getpid() not in pids
+        assert {threads for _, threads in loads} == {1}
+        out = result.stdout
+        assert "training 4 of 4 runs: new strategy (4); 2 at a time" in out
+        assert "queued 4 runs, 2 at a time; each reports when it ends" in out
+        assert "start " not in out  # nothing claims a run started while it waits in the queue
+        for name in ("wgan-gp seed 0", "bce seed 1"):
+            lines = out.splitlines()
+            assert any(f"end {name}: finished after " in x and " of training" in x for x in lines)
+    assert outputs["1"].keys() == {"wgan-gp", "bce"}
+    assert outputs[None] == outputs["1"]
+    assert finals[None] == finals["1"]  # one thread per run either way: identical numbers

@@ -1,4 +1,7 @@
-import platform
+"""--threads is a logged setting, restored after the run; the default --jobs is the usable cores
+capped by the runs to train (tests/test_executors.py runs it end to end)."""
+
+import os
 
 import torch
 from conftest import TOY_SUITE
@@ -6,38 +9,6 @@ from conftest import TOY_SUITE
 from harness.run.loading import load_suite
 from harness.run.runner import RunSettings, run_suite
 from harness.run.store import Store as Tracker
-
-VOLATILE = {"eval_seconds", "train_seconds", "sec_per_step", "peak_memory_mb"}
-
-
-def finals(outcomes):
-    return {
-        (o.spec.strategy, o.spec.seed): {k: v for k, v in o.metrics.items() if k not in VOLATILE}
-        for o in outcomes
-    }
-
-
-def test_jobs_give_the_same_table_as_one_job(tmp_path, write_suite):
-    suite, registry = load_suite(write_suite(TOY_SUITE))
-    one = run_suite(
-        suite, registry, Tracker(f"sqlite:///{tmp_path / 'a' / 'm.db'}"), RunSettings(device="cpu")
-    )
-    tracker = Tracker(f"sqlite:///{tmp_path / 'b' / 'm.db'}")
-    many = run_suite(suite, registry, tracker, RunSettings(device="cpu", jobs=2))
-    assert [o.status for o in many] == ["finished"] * 4
-    assert finals(one) == finals(many)  # one torch thread per run either way: identical
-    exp = tracker.client.get_experiment_by_name("tiny").experiment_id
-    kids = [
-        r for r in tracker.client.search_runs([exp]) if r.data.tags.get("harness.kind") == "run"
-    ]
-    assert sorted(r.data.tags["status"] for r in kids) == ["finished"] * 4
-    for run in kids:  # provenance, logged by every run
-        params = run.data.params
-        assert params["torch_threads"] == "1" and params["device"] == "cpu"
-        assert params["torch_version"] == str(torch.__version__)
-        assert params["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
-        assert params["python_version"] == platform.python_version()
-        assert params["eval_protocol"] == "gauss-3sigma-v1:n200"
 
 
 def test_threads_is_a_logged_setting_and_restored_after_the_run(tmp_path, write_suite):
@@ -51,3 +22,13 @@ def test_threads_is_a_logged_setting_and_restored_after_the_run(tmp_path, write_
         r for r in tracker.client.search_runs([exp]) if r.data.tags.get("harness.kind") == "run"
     ]
     assert {r.data.params["torch_threads"] for r in kids} == {"3"}
+
+
+def test_default_jobs_are_the_usable_cores_capped_by_the_runs(monkeypatch):
+    from harness.run.executors import default_jobs, usable_cores
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 2, 5})  # not the host's count
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    assert usable_cores() == 3
+    assert [default_jobs(n, "cpu") for n in (0, 1, 2, 3, 12)] == [1, 1, 2, 3, 3]
+    assert default_jobs(12, "cuda:0") == default_jobs(12, "cuda") == 1  # one process shares it

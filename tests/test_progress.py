@@ -43,22 +43,6 @@ def test_without_a_terminal_each_run_gets_start_step_and_end_lines(
     assert "skip bce seed 0: already finished" in again and "start bce" not in again
 
 
-def test_queued_runs_get_one_queue_line_and_end_lines_with_their_training_time(
-    write_suite, tmp_path, monkeypatch
-):
-    monkeypatch.setenv("TTY_COMPATIBLE", "0")
-    path, store = write_suite(ONE_SEED), f"sqlite:///{tmp_path / 'mlflow.db'}"
-    result = CliRunner().invoke(cli.app, ["run", str(path), "--tracking-uri", store, "-j", "2"])
-    assert result.exit_code == 0, result.output
-    out = result.stdout
-    assert "queued 2 runs, 2 at a time; each reports when it ends" in out
-    assert "start " not in out  # nothing claims a run started while it waits in the queue
-    for name in ("wgan-gp seed 0", "bce seed 0"):
-        assert any(
-            f"end {name}: finished after " in x and " of training" in x for x in out.splitlines()
-        )
-
-
 def test_step_lines_come_at_most_every_progress_seconds(write_suite, monkeypatch):
     suite, _ = load_suite(write_suite(ONE_SEED))
     spec = suite.runs[0]

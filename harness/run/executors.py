@@ -4,6 +4,7 @@ each job's outcome as it completes; it knows nothing of training or the store.""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
@@ -26,6 +27,23 @@ def check_executor(executor: str) -> None:
             import ray  # noqa: F401
         except ImportError:
             raise HarnessError(RAY_MISSING) from None
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, not the host's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # no affinity on this platform
+        return os.cpu_count() or 1
+
+
+def default_jobs(runs: int, device: str) -> int:
+    """Runs trained at once when ``--jobs`` is not given: one per usable core (each run has
+    its own torch threads) but no more than there are runs to train; one on a GPU, which the
+    runs of one process already share (stacked members are the way to batch them)."""
+    if device.startswith("cuda"):
+        return 1
+    return max(1, min(usable_cores(), runs))
 
 
 def local_processes(worker: Callable, jobs: list, workers: int) -> Results:

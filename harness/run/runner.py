@@ -13,12 +13,12 @@ import signal
 import threading
 import traceback
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from harness.core.registry import Registry
 from harness.core.spec import RunSpec, Suite
-from harness.run.executors import check_executor, local_processes, ray_tasks
+from harness.run.executors import check_executor, default_jobs, local_processes, ray_tasks
 from harness.run.planning import decide, plan
 from harness.run.provenance import DEFAULT_THREADS, run_provenance, torch_threads
 from harness.run.store import RunLog, Store, is_store_error, storage_error
@@ -33,7 +33,7 @@ class RunSettings:
     device: str = "auto"  # auto (CUDA when present), cpu or cuda[:N]
     data_dir: Path | None = None  # where on-disk datasets live
     checkpoint_every: int = 500  # steps between checkpoints, at least (and at evaluations)
-    jobs: int = 1  # runs trained at once in local processes (1: in this process)
+    jobs: int | None = 1  # runs at once in local processes (1: in this process; None: cores)
     threads: int = DEFAULT_THREADS  # torch intra-op threads of each run, wherever it runs
     compile: bool = False  # torch.compile the training forward passes
     executor: str = "local"  # local (jobs processes) or ray (one task per run)
@@ -91,16 +91,22 @@ def run_suite(
     run's outcome, in the suite's order.
 
     ``executor="local"`` trains ``jobs`` runs at a time (``jobs=1``: in this process, with
-    per-step progress; more: separate processes sharing the store). ``executor="ray"`` makes
-    each run a Ray task. Each run uses ``threads`` torch threads wherever it runs (a setting,
-    not a share of the cores), so ``jobs`` and the executor do not change its numbers.
+    per-step progress; more: separate processes sharing the store; None: one per usable core,
+    capped by the runs to train, one on a GPU). ``executor="ray"`` makes each run a Ray task.
+    Each run uses ``threads`` torch threads wherever it runs (a setting, not a share of the
+    cores), so ``jobs`` and the executor do not change its numbers.
     """
     check_executor(settings.executor)
     progress = progress or Progress()
     store.check_writable()
     parent_id, logged, completed = open_invocation(store, suite)
     trained = [s for s in suite.runs if decide(s, completed, settings.rerun) == "train"]
-    progress.planned(plan(suite.runs, trained, logged, set(settings.rerun)))
+    if settings.jobs is None:
+        settings = replace(settings, jobs=default_jobs(len(trained), settings.device))
+    line = plan(suite.runs, trained, logged, set(settings.rerun))
+    if trained and settings.executor == "local":
+        line += f"; {settings.jobs} at a time"
+    progress.planned(line)
     outcomes: dict[str, Outcome] = {}
     for spec in suite.runs:
         if decide(spec, completed, settings.rerun) == "skip":
