@@ -78,7 +78,15 @@ CheckpointOpt = Annotated[
     int, typer.Option(min=1, help="Checkpoint at least every N steps (and at evaluations).")
 ]
 JobsOpt = Annotated[
-    int, typer.Option("--jobs", "-j", min=1, help="Runs trained at once, in processes.")
+    int | None,
+    typer.Option(
+        "--jobs",
+        "-j",
+        min=1,
+        envvar="HARNESS_JOBS",
+        show_default="one per usable core, capped by the runs to train; 1 on a GPU",
+        help="Runs trained at once, in processes (1: in this process, with step progress).",
+    ),
 ]
 ThreadsOpt = Annotated[
     int,
@@ -135,7 +143,7 @@ def run(
     seeds: SeedsOpt = None,
     data_dir: DataDirOpt = None,
     checkpoint_every: CheckpointOpt = 500,
-    jobs: JobsOpt = 1,
+    jobs: JobsOpt = None,
     threads: ThreadsOpt = 1,
     precision: PrecisionOpt = None,
     compile_models: CompileOpt = False,
@@ -186,14 +194,17 @@ def validate(
     max_runs: MaxRunsOpt = MAX_RUNS,
 ):
     """Check SUITE without training: every plugin, parameter and type, the dataset's files,
-    and what it imports."""
-    from harness.run.loading import load_suite
+    and what it imports; as written and under each of its profiles (or only --profile's)."""
+    from harness.run.loading import load_suite, validate_profiles
 
     try:
-        loaded, _ = load_suite(suite, profile=profile, data_dir=data_dir, max_runs=max_runs)
+        if profile is None:
+            loaded, profiles = validate_profiles(suite, data_dir=data_dir, max_runs=max_runs)
+        else:
+            loaded, profiles = load_suite(suite, profile=profile, data_dir=data_dir)[0], {}
     except HarnessError as exc:
         fail(exc)
-    suite_summary(suite, loaded)
+    suite_summary(suite, loaded, profiles)
 
 
 @app.command()

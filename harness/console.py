@@ -200,9 +200,10 @@ def outcomes(results) -> int:
 # --- harness validate -------------------------------------------------------------------
 
 
-def suite_summary(path, loaded) -> None:
+def suite_summary(path, loaded, profiles: dict | None = None) -> None:
     """What a valid suite expands to: strategies × settings × seeds, each strategy's loss,
-    constraint and optimiser, and the plugin modules it imports."""
+    constraint and optimiser, the plugin modules it imports, and what each profile expands to
+    (or why its data could not be checked here)."""
     config = loaded.config
     console.print(
         f"{path}: ok — {len(config.strategies)} strategies"
@@ -230,6 +231,13 @@ def suite_summary(path, loaded) -> None:
     modules = [f"{m} ({getattr(sys.modules[m], '__file__', '?')})" for m in config.plugins]
     imports = ", ".join(modules) or "no suite-local plugin modules"
     console.print(f"  imports: {imports}", highlight=False, soft_wrap=True)
+    for name, profile in (profiles or {}).items():
+        if isinstance(profile, str):  # its data lives elsewhere: checked with --data-dir
+            text = f"  profile {name}: valid; its data is not here ({profile})"
+        else:
+            text = f"  profile {name}: ok — {len(profile.runs)} runs of "
+            text += f"{profile.config.train.steps} steps"
+        console.print(escape(printable(text)), highlight=False, soft_wrap=True)
 
 
 def _params(params: dict) -> str:

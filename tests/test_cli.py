@@ -217,3 +217,21 @@ def test_validate_prints_the_resolved_strategies():
     assert result.exit_code == 0
     assert "4 strategies × 1 seeds = 4 runs" in result.stdout
     assert "rmsprop lr 5e-05" in result.stdout and "imports: no suite-local" in result.stdout
+
+
+def test_validate_checks_every_profile_and_names_the_broken_one(write_suite, mnist_dir):
+    text = TOY_SUITE + "profiles:\n  quick: {train: {steps: 2}}\n  broken: {train: {stepz: 2}}\n"
+    result = harness("validate", write_suite(text))
+    assert result.exit_code == 2
+    assert "train.stepz: Extra inputs are not permitted (profile 'broken')" in result.stderr
+    ok = harness("validate", write_suite(text.replace("stepz", "steps"), "ok.yaml"))
+    assert ok.exit_code == 0, ok.output
+    assert "profile quick: ok — 4 runs of 2 steps" in ok.stdout
+    # a profile whose data lives elsewhere is valid here, and checked once --data-dir is given
+    mnist = harness("validate", "suites/mnist_modes.yaml")
+    assert mnist.exit_code == 0 and "profile full: valid; its data is not here" in mnist.stdout
+    elsewhere = harness("validate", "suites/mnist_modes.yaml", "--data-dir", str(mnist_dir.parent))
+    assert elsewhere.exit_code == 2 and "(profile 'full')" in elsewhere.stderr
+    assert (
+        harness("validate", "suites/mnist_modes.yaml", "--data-dir", str(mnist_dir)).exit_code == 0
+    )

@@ -42,6 +42,34 @@ PIECES = {  # what a strategy resolves to, and the model each piece validates ag
 }
 
 
+class MissingData(SuiteError):
+    """A dataset's files are not where it looks (its ``check`` failed): the suite itself may be
+    sound, and the data may live on another machine."""
+
+
+def validate_profiles(
+    path: str | Path, *, data_dir: Path | None = None, max_runs: int | None = MAX_RUNS
+) -> tuple[Suite, dict[str, Suite | str]]:
+    """The suite as written, and under each of its profiles (``harness validate`` without
+    ``-p``). An error in a profile names it; a profile whose data is not on this machine maps to
+    the reason instead, unless ``data_dir`` was given (then it is an error too)."""
+    suite, registry = load_suite(path, data_dir=data_dir, max_runs=max_runs)
+    profiles: dict[str, Suite | str] = {}
+    for name in suite.config.profiles:
+        try:
+            profiles[name], _ = load_suite(
+                path, profile=name, registry=registry, max_runs=max_runs, data_dir=data_dir
+            )
+        except MissingData as exc:
+            if data_dir is not None:
+                raise SuiteError(f"{exc.message} (profile {name!r})", file=exc.file) from None
+            profiles[name] = exc.message
+        except SuiteError as exc:
+            message = f"{exc.message} (profile {name!r})"
+            raise SuiteError(message, file=exc.file, field=exc.field) from None
+    return suite, profiles
+
+
 def load_suite(
     path: str | Path,
     *,
@@ -209,7 +237,7 @@ def check_data(dataset, ref: PartRef, data_dir: Path | None) -> None:
     try:
         dataset.check(data_dir)
     except HarnessError as exc:
-        raise SuiteError(str(exc), field="dataset") from None
+        raise MissingData(str(exc), field="dataset") from None
     except KeyboardInterrupt:
         raise
     except BaseException as exc:  # a plugin's check failing is a suite error, never a crash
