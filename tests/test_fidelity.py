@@ -9,6 +9,7 @@ from harness.evaluation.fidelity import (
     MissingWeightsError,
     fidelity_metrics,
     inception_weights,
+    kid_subset_size,
     register_evaluator_extractor,
     to_uint8,
 )
@@ -49,6 +50,8 @@ def test_kid_adapts_to_small_sets_and_stacked_inputs_work(mnist):
     train, name = mnist
     small = fidelity_metrics(train.x[:50], train.x[50:100], extractor=name, device=CPU)
     assert {"fid", "kid", "kid_std", "precision", "recall"} <= set(small)
+    assert small["kid_std"] > 0  # subsets of half the set, not all the same whole set
+    assert [kid_subset_size(n) for n in (10, 200, 1000, 1001, 5000)] == [5, 100, 500, 1000, 1000]
     stacked = StackedMNIST(n=1000)
     a, b = stacked.load("train").x, stacked.load("test").x
     same = fidelity_metrics(a, b, extractor=name, device=CPU, metrics=("fid",))

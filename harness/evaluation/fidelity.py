@@ -115,7 +115,7 @@ def fidelity_metrics(
         fid="fid" in metrics,
         kid="kid" in metrics,
         prc="prc" in metrics,
-        kid_subset_size=min(1000, n),
+        kid_subset_size=kid_subset_size(n),
         prc_neighborhood=min(3, n - 1),
         cuda=device.type == "cuda",
         batch_size=500,
@@ -132,6 +132,12 @@ def fidelity_metrics(
         "f_score": "f_score",
     }
     return {names[k]: float(v) for k, v in values.items() if k in names}
+
+
+def kid_subset_size(n: int) -> int:
+    """KID's subset size for n samples a side: torch-fidelity's 1,000, or half the set when it
+    has no more (subsets of the whole set would all be the same set: a spread of zero)."""
+    return 1000 if n > 1000 else max(2, n // 2)
 
 
 def data_digest(x: Tensor) -> str:

@@ -39,6 +39,7 @@ MLFLOW_STATUS = {
     "interrupted": "KILLED",
 }
 # tags
+EXPERIMENT_KIND, RUNS_VIEW = "mlflow.experimentKind", "custom_model_development"  # UI's view
 KIND = "harness.kind"  # suite (an invocation's parent run), run (a trained run) or score
 PARENT = "mlflow.parentRunId"
 INVOCATION, HOST, PID = "harness.invocation", "harness.host", "harness.pid"
@@ -241,15 +242,19 @@ class Store:
     # --- experiments and runs, read ---------------------------------------------------------
 
     def experiment_id(self, name: str) -> str:
-        """The id of experiment ``name``, created when missing."""
+        """The id of experiment ``name``, created when missing, and tagged so that MLflow's UI
+        opens it on its runs table (MLflow 3 shows an untagged one as a GenAI overview)."""
         experiment = self.client.get_experiment_by_name(name)
         if experiment is not None:
+            if experiment.tags.get(EXPERIMENT_KIND) != RUNS_VIEW:  # made by an older harness
+                self.client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND, RUNS_VIEW)
             return experiment.experiment_id
         location = None
         if self.uri.startswith("sqlite:///"):
             db = Path(self.uri.removeprefix("sqlite:///"))
             location = (db.parent / "mlruns" / name).resolve().as_uri()
-        return self.client.create_experiment(name, artifact_location=location)
+        tags = {EXPERIMENT_KIND: RUNS_VIEW}
+        return self.client.create_experiment(name, artifact_location=location, tags=tags)
 
     def experiment_of(self, run_id: str) -> str:
         """The experiment id of a run."""
