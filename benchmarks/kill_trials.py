@@ -73,6 +73,28 @@ def kill_and_resume(
     return attempts, killed
 
 
+def kill_when(cmd: list[str], ready, delay: float) -> tuple[bool, float]:
+    """Start ``cmd``; once ``ready()`` is true (polled every 10 ms), wait ``delay`` seconds and
+    SIGKILL it. Returns (whether it was still running when killed, seconds until ready)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
+    while not ready() and proc.poll() is None:
+        time.sleep(0.01)
+    took = time.perf_counter() - start
+    try:
+        proc.wait(timeout=delay)
+        return False, took  # it finished first
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        return True, took
+
+
+def training(db: Path):
+    """Whether a process trains a run on the store ``db``: a run key is claimed."""
+    return lambda: any((db.parent / "checkpoints").glob("*.claim"))
+
+
 def check_store(
     uri: str, experiment: str, suite: str, profile: str | None, loaded=None
 ) -> list[str]:

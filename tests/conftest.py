@@ -1,10 +1,21 @@
+import os
 import textwrap
 from pathlib import Path
 
 import pytest
 import torch
 
-torch.set_num_threads(2)
+# one torch thread per xdist worker (a worker per core), both cores for a lone process
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else 2)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_job_per_invocation():
+    """`harness run` trains in this process unless a test asks for --jobs: the default (one
+    process per core) would make every CLI test spawn workers (tests/test_jobs.py covers it)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HARNESS_JOBS", "1")
+        yield
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -88,12 +88,12 @@ def test_bce_minimax_gradients_vanish_against_bce(write_suite):
 
 
 def test_stacked_mnist_has_1000_modes_and_real_samples_cover_nearly_all():
-    data = StackedMNIST(n=10_000)
+    data = StackedMNIST(n=5_000)
     test = data.load("test")
-    assert test.x.shape == (10_000, 3, 28, 28) and data.modes.count == 1000
+    assert test.x.shape == (5_000, 3, 28, 28) and data.modes.count == 1000
     evaluator = mnist_evaluator()
     labels = evaluator.predict(test.x)
-    assert labels.shape == (10_000, 3)
+    assert labels.shape == (5_000, 3)
     codes = (labels * torch.tensor([100, 10, 1])).sum(1)
     cov = class_coverage(codes, 1000)
     assert cov["modes_covered"] >= 980

@@ -1,3 +1,4 @@
+import random
 import sys
 from pathlib import Path
 
@@ -10,7 +11,14 @@ from harness.run.runner import Progress, RunSettings, run_suite
 from harness.run.store import Store as Tracker
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
-from kill_trials import check_store, harness_cmd, kill_and_resume, leftovers, measure  # noqa: E402
+from kill_trials import (  # noqa: E402
+    check_store,
+    harness_cmd,
+    kill_when,
+    leftovers,
+    run_to_end,
+    training,
+)
 
 SUITE = TOY_SUITE.replace("steps: 6", "steps: 12").replace("log_every: 3", "log_every: 2")
 SUITE = SUITE.replace("every: 3, samples", "every: 4, samples").replace(
@@ -84,17 +92,23 @@ def test_interrupted_run_resumes_bit_identical_in_the_same_mlflow_run(tmp_path, 
 
 
 def test_sigkill_at_random_moments_leaves_one_complete_run_each(tmp_path, write_suite):
-    text = SUITE.replace("steps: 12", "steps: 400").replace(
+    """Two real SIGKILLs of `harness run` at random moments, one while it trains a run (a
+    claim is held) and one before, during its start-up, then a run to the end: one complete
+    run per (strategy, seed). benchmarks/kill_trials.py draws many more, over the whole run."""
+    text = SUITE.replace("steps: 12", "steps: 300").replace(
         "every: 4, samples", "every: 100, samples"
     )
     text = text.replace("log_every: 2", "log_every: 10").replace("seeds: [0]", "seeds: [0, 1]")
-    path = write_suite(text)
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    timing = measure(harness_cmd(str(path), f"sqlite:///{tmp_path / 't' / 'mlflow.db'}", None, 20))
-    _, killed = kill_and_resume(harness_cmd(str(path), uri, None, 20), 2, timing, seed=1)
-    assert killed >= 1  # kill times are drawn over the run's measured length
-    assert check_store(uri, "tiny", str(path), None) == []
-    assert leftovers(tmp_path / "mlflow.db") == []
+    path, db = write_suite(text), tmp_path / "mlflow.db"
+    cmd = harness_cmd(str(path), f"sqlite:///{db}", None, 20)
+    rng = random.Random(1)
+    killed, startup = kill_when(cmd, training(db), rng.uniform(0.0, 1.5))
+    assert killed  # mid-training: 4 runs of 300 steps outlast the delay
+    killed, _ = kill_when(cmd, lambda: True, rng.uniform(0.0, startup))
+    assert killed
+    run_to_end(cmd)
+    assert check_store(f"sqlite:///{db}", "tiny", str(path), None) == []
+    assert leftovers(db) == []
 
 
 def test_a_new_run_ignores_a_checkpoint_its_store_does_not_know(tmp_path, write_suite):
