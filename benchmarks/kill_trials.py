@@ -29,13 +29,15 @@ def harness_cmd(suite: str, uri: str, profile: str | None, every: int) -> list[s
     return cmd + (["--profile", profile] if profile else [])
 
 
-ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
+def env() -> dict[str, str]:
+    """The environment of the runs: this process's now (a test may set HARNESS_JOBS)."""
+    return {**os.environ, "PYTHONUNBUFFERED": "1"}
 
 
 def run_to_end(cmd: list[str]) -> float:
     """Run ``cmd`` uninterrupted; its wall-clock seconds."""
     start = time.perf_counter()
-    final = subprocess.run(cmd, capture_output=True, text=True, env=ENV)
+    final = subprocess.run(cmd, capture_output=True, text=True, env=env())
     if final.returncode != 0:
         raise RuntimeError(f"run failed ({final.returncode}): {final.stderr[-2000:]}")
     return time.perf_counter() - start
@@ -60,7 +62,9 @@ def kill_and_resume(
     while killed < kills:
         attempts += 1
         delay = rng.uniform(0, left)
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
+        proc = subprocess.Popen(
+            cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env()
+        )
         try:
             proc.wait(timeout=delay)
             break  # it finished first: nothing left to kill
@@ -77,7 +81,7 @@ def kill_when(cmd: list[str], ready, delay: float) -> tuple[bool, float]:
     """Start ``cmd``; once ``ready()`` is true (polled every 10 ms), wait ``delay`` seconds and
     SIGKILL it. Returns (whether it was still running when killed, seconds until ready)."""
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=ENV)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env())
     while not ready() and proc.poll() is None:
         time.sleep(0.01)
     took = time.perf_counter() - start

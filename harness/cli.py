@@ -10,22 +10,49 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+import typer.core
 from rich.markup import escape
 from rich.table import Table
 
 from harness.console import (
     console,
     err,
+    error,
     fail,
     outcomes,
     parts_table,
     reporter,
     show_part,
     suite_summary,
+    write_file,
 )
 from harness.core.errors import HarnessError
 
+
+class OneLineErrors(typer.core.TyperGroup):
+    """Usage errors (a missing argument, an unknown option, a value out of range) as one line,
+    ``error: ...`` and exit 2, like every other error of the command, not a box of usage."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except typer.Abort:
+            err.print("aborted")
+            sys.exit(1)
+        except typer.TyperException as exc:  # click's own: usage errors, bad option values
+            if type(exc).__name__ == "NoArgsIsHelpError":
+                exc.show()  # `harness` alone: the help itself
+                sys.exit(exc.exit_code)
+            where = exc.ctx.command_path if getattr(exc, "ctx", None) else "harness"
+            error(HarnessError(f"{where}: {exc.format_message()}"))
+            sys.exit(exc.exit_code)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
 app = typer.Typer(
+    cls=OneLineErrors,
     help="Benchmark Lipschitz strategies for GAN critics: run suites, list plugins, compare.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -47,7 +74,9 @@ class Executor(StrEnum):
 
 
 # options several commands share, then those of `run`
-SuiteArg = Annotated[Path, typer.Argument(help="Suite YAML file, e.g. suites/mnist_modes.yaml.")]
+SuiteArg = Annotated[
+    Path, typer.Argument(metavar="SUITE", help="Suite YAML file, e.g. suites/mnist_modes.yaml.")
+]
 ProfileOpt = Annotated[
     str | None, typer.Option("--profile", "-p", help="Profile from the suite's profiles: block.")
 ]
@@ -177,8 +206,9 @@ def run(
             )  # fmt: skip
             results = invoke(request, progress)
         except KeyboardInterrupt:
-            err.print("interrupted: the running run is marked interrupted")
-            raise typer.Exit(130) from None
+            stop = "terminated (SIGTERM)" if Interrupts.terminated else "interrupted"
+            err.print(f"{stop}: runs in training were marked interrupted; run again to resume")
+            raise typer.Exit(143 if Interrupts.terminated else 130) from None
         except HarnessError as exc:
             fail(exc)
     raise typer.Exit(outcomes(results))
@@ -186,7 +216,7 @@ def run(
 
 @app.command()
 def validate(
-    suite: Annotated[Path, typer.Argument(help="Suite YAML file.")],
+    suite: Annotated[Path, typer.Argument(metavar="SUITE", help="Suite YAML file.")],
     profile: ProfileOpt = None,
     data_dir: Annotated[
         Path | None, typer.Option(help="Where on-disk datasets live: their files are checked.")
@@ -210,7 +240,8 @@ def validate(
 @app.command()
 def table(
     suite: Annotated[
-        Path | None, typer.Argument(help="Suite YAML whose experiment to tabulate.")
+        Path | None,
+        typer.Argument(metavar="SUITE", help="Suite YAML whose experiment to tabulate."),
     ] = None,
     experiment: ExperimentOpt = None,
     runs: ParentOpt = None,
@@ -266,15 +297,17 @@ def table(
     if out is None:
         sys.stdout.write(text)
     else:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(text)
+        write_file(out, text)
         console.print(f"wrote {out}")
 
 
 @app.command()
 def score(
     samples: Annotated[
-        Path, typer.Argument(help="An .npy, .npz or .pt array, or a folder of PNG images.")
+        Path,
+        typer.Argument(
+            metavar="SAMPLES", help="An .npy, .npz or .pt array, or a folder of PNG images."
+        ),
     ],
     dataset: Annotated[
         str, typer.Option(help="What the samples imitate: mnist, stacked_mnist, ring8, grid25.")
@@ -349,7 +382,7 @@ def score(
 def report(
     out: Annotated[Path, typer.Option(help="Directory for report.html, figures and tables.")],
     suite: Annotated[
-        Path | None, typer.Argument(help="Suite YAML whose experiment to report.")
+        Path | None, typer.Argument(metavar="SUITE", help="Suite YAML whose experiment to report.")
     ] = None,
     experiment: ExperimentOpt = None,
     runs: ParentOpt = None,
@@ -377,7 +410,8 @@ def list_parts(
     name: Annotated[
         str | None,
         typer.Argument(
-            help="Show this part whole: description, parameters with types and bounds, source."
+            metavar="NAME",
+            help="Show this part whole: description, parameters with types and bounds, source.",
         ),
     ] = None,
     kind: Annotated[
@@ -407,8 +441,12 @@ def list_parts(
 
 @app.command("new-plugin")
 def new_plugin(
-    kind: Annotated[str, typer.Argument(help="constraint, loss, architecture or dataset.")],
-    name: Annotated[str, typer.Argument(help="The part's name in suites, e.g. half_clip.")],
+    kind: Annotated[
+        str, typer.Argument(metavar="KIND", help="constraint, loss, architecture or dataset.")
+    ],
+    name: Annotated[
+        str, typer.Argument(metavar="NAME", help="The part's name in suites, e.g. half_clip.")
+    ],
     directory: Annotated[
         Path | None, typer.Option("--dir", help="Package directory (default: ./harness-NAME).")
     ] = None,
@@ -431,7 +469,9 @@ app.add_typer(data_app, name="data")
 
 @data_app.command("fetch")
 def data_fetch(
-    name: Annotated[str, typer.Argument(help="The dataset: mnist (full MNIST, 70,000 digits).")],
+    name: Annotated[
+        str, typer.Argument(metavar="NAME", help="The dataset: mnist (full MNIST, 70,000 digits).")
+    ],
     data_dir: Annotated[
         Path, typer.Option(help="Where to put it; pass the same --data-dir to run and validate.")
     ] = Path("data"),

@@ -21,10 +21,27 @@ err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 PROGRESS_SECONDS = 30.0  # without a terminal: a run's step lines at most this often
 
 
+def error(exc: Exception) -> None:
+    """An error in one line on stderr: ``error: ...``, control characters escaped."""
+    err.print(f"[red]error:[/red] {escape(printable(str(exc)))}", highlight=False, soft_wrap=True)
+
+
 def fail(exc: Exception, code: int = 2):
     """The error in one line on stderr, then exit ``code``."""
-    err.print(f"[red]error:[/red] {escape(printable(str(exc)))}", highlight=False, soft_wrap=True)
+    error(exc)
     raise typer.Exit(code)
+
+
+def write_file(path, text: str) -> None:
+    """Write an output file (its folder created), or fail in one line naming it: a directory
+    in its place, a read-only or full disk."""
+    if path.is_dir():
+        fail(HarnessError(f"--out {path}: a directory; give a file name"))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    except OSError as exc:
+        fail(HarnessError(f"--out {path}: {exc.strerror or exc}"))
 
 
 # --- harness run ------------------------------------------------------------------------

@@ -18,6 +18,7 @@ def harness(*args):
 
 @pytest.fixture
 def store(tmp_path):
+    (tmp_path / "store").mkdir()  # harness run makes a store, not the folders of its path
     return f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
 
 

@@ -50,6 +50,7 @@ def test_a_failing_compile_falls_back_to_eager_with_one_line(write_suite, failin
 
 
 def test_cli_compile_flag_reaches_the_trainer(tmp_path, write_suite, failing_compile, caplog):
+    (tmp_path / "store").mkdir()
     store = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
     with caplog.at_level(logging.WARNING, logger="harness"):
         result = harness("run", write_suite(SUITE), "--compile", "--tracking-uri", store)

@@ -22,6 +22,7 @@ SUITE = TOY_SUITE.replace("seeds: [0, 1]", "seeds: [0]")
 
 def test_two_invocations_racing_on_a_new_store_train_every_run_once(tmp_path, write_suite):
     path = write_suite(TOY_SUITE)
+    (tmp_path / "store").mkdir()  # the folder exists; the store file is what they race for
     uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
     codes, held = race(harness_cmd(str(path), uri, None, 2), 2)
     assert codes == [0, 0]

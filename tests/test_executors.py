@@ -60,6 +60,7 @@ def test_the_default_uses_every_usable_core_and_gives_the_numbers_of_jobs_one(
     for jobs in ("1", None):  # --jobs 1, then the default
         if jobs is None:
             monkeypatch.delenv("HARNESS_JOBS")
+        (tmp_path / f"jobs{jobs}").mkdir()
         store = f"sqlite:///{tmp_path / f'jobs{jobs}' / 'mlflow.db'}"
         log.write_text("")
         result = harness("run", suite, *(["--jobs", jobs] if jobs else []), "--tracking-uri", store)

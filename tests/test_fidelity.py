@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 import torch
 from conftest import TOY_SUITE
@@ -96,3 +98,22 @@ def test_a_suite_asking_for_inception_fid_without_weights_fails_validation(
     path = write_suite(TOY_SUITE.replace("metrics: [mode_coverage]", "metrics: [fid_inception]"))
     with pytest.raises(SuiteError, match="metrics.0: metric 'fid_inception': Inception-v3 weights"):
         load_suite(path)
+
+
+def test_a_planted_pickle_in_the_statistics_cache_does_not_run(mnist, tmp_path):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_resume import Planted
+
+    train, name = mnist
+    kwargs = dict(extractor=name, device=CPU, real_cache_key="ref", cache_dir=tmp_path)
+    first = fidelity_metrics(train.x[:200], train.x[200:400], **kwargs)
+    cached = sorted(tmp_path.iterdir())
+    assert cached  # torch-fidelity's own files, loaded back with weights_only=False
+    marker = tmp_path.parent / "code-ran"
+    for path in cached:
+        torch.save({"mu": Planted(marker)}, path)
+    again = fidelity_metrics(train.x[:200], train.x[200:400], **kwargs)
+    assert not marker.exists()
+    assert again["fid"] == pytest.approx(first["fid"], rel=1e-6)  # recomputed, not read

@@ -113,6 +113,7 @@ def test_editing_a_plugin_changes_only_its_runs_keys(plugin, suite):
 
 
 def test_run_says_why_retrains_only_edited_runs_and_reruns_on_purpose(plugin, suite, tmp_path):
+    (tmp_path / "store").mkdir()
     uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
     first = harness("run", suite, "--tracking-uri", uri)
     assert first.exit_code == 0, first.output

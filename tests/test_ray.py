@@ -57,6 +57,7 @@ def test_ray_tasks_finish_the_same_runs_as_the_local_executor(tmp_path, write_su
 
 def test_executor_ray_without_ray_says_how_to_install_it(tmp_path, write_suite, monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
+    (tmp_path / "store").mkdir()
     store = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
     result = harness("run", write_suite(TOY_SUITE), "--executor", "ray", "--tracking-uri", store)
     assert result.exit_code == 2

@@ -146,3 +146,45 @@ def test_a_store_is_created_whole_or_not_at_all(tmp_path, monkeypatch):
     assert not db.exists()  # the next start builds it from scratch, not on a half-migrated file
     create_sqlite_store(db)
     assert MlflowClient(f"sqlite:///{db}").search_experiments()  # the Default experiment
+
+
+class Planted:
+    """A pickle that runs a shell command when loaded without weights_only."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_planted_pickle_checkpoint_does_not_run_and_the_run_starts_over(
+    tmp_path, write_suite, caplog
+):
+    import torch
+
+    suite, registry = load_suite(write_suite(SUITE))
+    straight = Tracker(f"sqlite:///{tmp_path / 'a' / 'mlflow.db'}")
+    run_suite(suite, registry, straight, RunSettings(device="cpu", checkpoint_every=2))
+    resumed = Tracker(f"sqlite:///{tmp_path / 'b' / 'mlflow.db'}")
+    with pytest.raises(KeyboardInterrupt):
+        run_suite(
+            suite,
+            registry,
+            resumed,
+            RunSettings(device="cpu", checkpoint_every=2),
+            progress=InterruptAt("bce", 10),
+        )
+    checkpoint = resumed.checkpoint_dir / suite.runs[1].run_key / "checkpoint.pt"
+    assert checkpoint.exists()  # a resumable run, whose checkpoint a neighbour replaces
+    marker = tmp_path / "code-ran"
+    torch.save({"step": 10, "payload": Planted(marker)}, checkpoint)
+    with caplog.at_level("WARNING", logger="harness"):
+        outcomes = run_suite(suite, registry, resumed, RunSettings(device="cpu"))
+    assert not marker.exists()
+    assert [o.status for o in outcomes] == ["skipped", "finished"]
+    refused = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
+    assert len(refused) == 1 and "trains again from step 0" in refused[0]
+    assert histories(straight.uri, "tiny") == histories(resumed.uri, "tiny")  # from scratch

@@ -184,6 +184,7 @@ def test_python_errors_are_harness_errors():
 
 def test_logged_scores_sit_beside_trained_strategies(write_suite, tmp_path):
     suite = write_suite(TOY_SUITE)
+    (tmp_path / "store").mkdir()
     uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
     assert cli("run", suite, "--seeds", "0", "--tracking-uri", uri).exit_code == 0
     path = tmp_path / "ring.npy"
@@ -218,3 +219,85 @@ def test_logged_scores_sit_beside_trained_strategies(write_suite, tmp_path):
     )  # fmt: skip
     assert report.exit_code == 0, report.output
     assert "score:ring" in (tmp_path / "report" / "table.md").read_text()
+
+
+# --- files and tensors a neighbour could hand `harness score` -----------------------------
+
+
+def refused(path, message: str, dataset: str = "mnist", seconds: float = 5.0):
+    import time
+
+    start = time.perf_counter()
+    result = cli("score", path, "--dataset", dataset)
+    assert time.perf_counter() - start < seconds
+    lines = result.stderr.strip().splitlines()
+    assert result.exit_code == 2 and len(lines) == 1, result.output
+    assert message in lines[0], lines[0]
+
+
+def test_a_fifo_is_refused_at_once_as_a_file_and_inside_a_folder(tmp_path):
+    import os
+
+    os.mkfifo(tmp_path / "x.npy")
+    refused(tmp_path / "x.npy", "not a regular file")
+    folder = tmp_path / "pngs"
+    folder.mkdir()
+    Image.fromarray(np.zeros((28, 28), np.uint8)).save(folder / "0.png")
+    os.mkfifo(folder / "a.png")
+    refused(folder, "a.png: not a regular file")
+
+
+def test_large_images_are_refused_from_their_headers_before_any_is_decoded(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    from PIL import ImageFile
+
+    folder = tmp_path / "big"
+    folder.mkdir()
+    for i in range(24):  # ~80 KB files that decode to 81 MB each, 1.9 GB together
+        Image.new("L", (9000, 9000)).save(folder / f"{i:02d}.png", optimize=True)
+    decoded = []
+    load = ImageFile.ImageFile.load
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: decoded.append(1) or load(self))
+    refused(folder, "9000×9000 pixels, expected 28×28")
+    assert decoded == []  # headers only
+    code = (
+        "import resource\nfrom harness.cli import app\ntry:\n"
+        f"    app(['score', {str(folder)!r}, '--dataset', 'mnist'])\n"
+        "finally:\n    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert "9000×9000 pixels, expected 28×28" in done.stderr, done.stderr
+    peak_mb = int(done.stdout.split()[-1]) / 1024
+    assert peak_mb < 2000, peak_mb  # torch, MLflow and MNIST; decoding all would add 3.9 GB
+
+
+def test_a_compressed_bomb_and_too_many_samples_are_refused_from_headers(tmp_path):
+    bomb = tmp_path / "bomb.npz"
+    np.savez_compressed(bomb, x=np.zeros((700_000, 28, 28), np.uint8))  # 549 MB of zeros
+    assert bomb.stat().st_size < 2_000_000
+    refused(bomb, "700,000 samples; at most 200,000")
+    objects = tmp_path / "objects.npy"
+    np.save(objects, np.array([{"a": 1}, None], dtype=object), allow_pickle=True)
+    refused(objects, "Python objects")
+
+
+@pytest.mark.parametrize(
+    ("tensor", "message"),
+    [
+        (torch.zeros(4, 2).to_sparse(), "sparse_coo tensor"),
+        (torch.zeros(4, 2, device="meta"), "meta tensor"),
+        (torch.zeros(4, 2, dtype=torch.complex64), "not a real number type"),
+        (torch.zeros(300_000, 2), "300,000 samples"),
+    ],
+)
+def test_odd_tensors_are_one_line(tensor, message):
+    with pytest.raises(HarnessError, match=message):
+        to_samples(tensor, (2,))
+
+
+def test_half_and_bfloat16_samples_are_widened():
+    points = torch.randn(50, 2)
+    for dtype in (torch.bfloat16, torch.float16):
+        assert torch.equal(to_samples(points.to(dtype), (2,)), points.to(dtype).float())

@@ -10,6 +10,7 @@ import contextlib
 import errno
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -117,6 +118,38 @@ def test_full_disk_is_one_line_before_training(tmp_path, mounts, write_suite):
     assert str(disk) in line and "No space left on device" in line
 
 
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_a_disk_that_fills_during_training_stops_the_suite_in_one_line(
+    tmp_path, mounts, write_suite, jobs
+):
+    """A few KB left: the store refuses a write mid-run. One line names the store and the
+    cause, exit 2; once space is freed the next invocation resumes and finishes every run."""
+    suite = write_suite(
+        SUITE.replace("steps: 6", "steps: 60").replace("log_every: 3", "log_every: 2")
+    )
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mount("-t", "tmpfs", "-o", "size=3m", "tmpfs", str(disk))
+    try:
+        db = disk / "mlflow.db"
+        make = "import pathlib, harness.run.store as s; s.create_sqlite_store(pathlib.Path(%r))"
+        make %= str(db)
+        subprocess.run([sys.executable, "-c", make], check=True)  # in a process: files close
+        free = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
+        (disk / "filler").write_bytes(b"\0" * (free - 120 * 1024))  # ~120 KB left
+        args = [sys.executable, "-m", "harness.cli", "run", str(suite), "--jobs", jobs]
+        args += ["--tracking-uri", f"sqlite:///{db}"]
+        result = subprocess.run(args, capture_output=True, text=True)
+        (disk / "filler").unlink()
+        again = subprocess.run(args, capture_output=True, text=True)
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "Traceback" not in result.stderr
+    assert str(db) in result.stderr and "o space left on device" in result.stderr
+    assert again.returncode == 0, again.stderr
+
+
 def test_disk_full_during_training_fails_only_that_run(tmp_path, write_suite, monkeypatch):
     """A checkpoint write that hits a full disk fails its run with the reason; the suite goes on
     and closes its parent; no temporary checkpoint is left."""
@@ -124,6 +157,7 @@ def test_disk_full_during_training_fails_only_that_run(tmp_path, write_suite, mo
 
     suite = write_suite(SUITE)
     db = tmp_path / "results" / "mlflow.db"
+    db.parent.mkdir()
     save = torch.save
 
     def full(obj, path, *args, **kwargs):
@@ -143,7 +177,7 @@ def test_disk_full_during_training_fails_only_that_run(tmp_path, write_suite, mo
     monkeypatch.setattr(torch, "save", full)
     monkeypatch.setattr(harness.run.store.Store, "start_run", remember)
     code, output = run(suite, db)
-    assert code == 1
+    assert code == 1, output
     assert "failed: wgan-gp seed 0: OSError" in output and "No space left on device" in output
     client = MlflowClient(f"sqlite:///{db}")
     runs = client.search_runs([client.get_experiment_by_name("tiny").experiment_id])

@@ -260,6 +260,7 @@ def test_two_setting_sweep_end_to_end_through_tables_and_report(write_suite, tmp
         + "strategies:\n  sn: {loss: wasserstein, constraint: spectral_norm}\n"
         + "sweep: {settings: {slow: {optimizer.lr: 1.0e-5}, fast: {optimizer.lr: 1.0e-3}}}\n"
     )
+    (tmp_path / "store").mkdir()
     store = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
     cli = CliRunner()
     ran = cli.invoke(app, ["run", str(path), "--tracking-uri", store, "--device", "cpu"])

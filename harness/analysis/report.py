@@ -15,6 +15,7 @@ import datetime
 import html
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -33,44 +34,76 @@ from harness.analysis.figures import (
 )
 from harness.analysis.plotting import Figure
 from harness.analysis.tables import Source
+from harness.core.errors import HarnessError
 from harness.core.registry import Registry
 from harness.core.version import __version__
 from harness.run.store import Store
+
+
+@dataclass
+class Report:
+    """What a report shows: the runs, their table and footnote, counts by status, figures."""
+
+    source: Source
+    frame: pd.DataFrame
+    metrics: list[str]
+    directions: dict[str, str]
+    table: pd.DataFrame
+    note: str
+    counts: pd.DataFrame
+    figures: list[Figure]
 
 
 def write_report(source: Source, out: Path) -> Path:
     """Write ``report.html`` with its figures (PNG), ``table.md``, ``table.csv`` and
     ``runs.csv`` (one row per run, final metrics) into ``out`` for the runs ``source`` names
     (by default only runs of the code installed now, see :mod:`harness.analysis.currency`);
-    returns the page's path."""
-    frame = tables.load(source)  # HarnessError
+    returns the page's path. An ``out`` that cannot be written is one :class:`HarnessError`."""
+    if out.exists() and not out.is_dir():
+        raise HarnessError(f"--out {out}: a file; give a directory for the report")
+    frame = tables.load(source)
     known = Registry().directions()
     metrics = tables.default_metrics(frame, known)
-    table = tables.aggregate(frame, metrics, known)
-    note = tables.footnote(frame, metrics)
-    counts = status_counts(frame)
+    report = Report(
+        source,
+        frame,
+        metrics,
+        known,
+        tables.aggregate(frame, metrics, known),
+        tables.footnote(frame, metrics),
+        status_counts(frame),
+        make_figures(Store.reader(source.tracking_uri), frame, metrics, known),
+    )
+    try:
+        return write_files(report, out)
+    except OSError as exc:
+        raise HarnessError(f"--out {out}: {exc.strerror or exc}") from None
+
+
+def write_files(report: Report, out: Path) -> Path:
+    """The report's files in ``out``: the page, figures, tables and runs."""
     out.mkdir(parents=True, exist_ok=True)
-    figures = make_figures(Store.reader(source.tracking_uri), frame, metrics, known)
+    frame, metrics, known, note = report.frame, report.metrics, report.directions, report.note
     if frame["setting"].ne("").any():  # a sweep: every metric's robustness table too
         robustness.write_markdown(frame, metrics, known, out / "robustness.md")
-    for figure in figures:
+    for figure in report.figures:
         (out / f"{figure.name}.png").write_bytes(figure.png)
-    markdown = tables.render(table, metrics, known, "markdown", note)
+    markdown = tables.render(report.table, metrics, known, "markdown", note)
     (out / "table.md").write_text(
-        f"# {source.name}\n\n{markdown}\n## Runs by status\n\n{_markdown(counts)}"
+        f"# {report.source.name}\n\n{markdown}\n## Runs by status\n\n{_markdown(report.counts)}"
     )
-    (out / "table.csv").write_text(tables.render(table, metrics, known, "csv", note))
+    (out / "table.csv").write_text(tables.render(report.table, metrics, known, "csv", note))
     frame.to_csv(out / "runs.csv", index=False)
     page = out / "report.html"
     page.write_text(
         render_page(
-            experiment=source.name,
-            uri=source.tracking_uri,
-            parent=source.parent,
+            experiment=report.source.name,
+            uri=report.source.tracking_uri,
+            parent=report.source.parent,
             frame=frame,
-            table_html=tables.render(table, metrics, known, "html", note),
-            counts=counts,
-            figures=figures,
+            table_html=tables.render(report.table, metrics, known, "html", note),
+            counts=report.counts,
+            figures=report.figures,
         )
     )
     return page

@@ -51,7 +51,13 @@ class Distribution(_Strict):
 
     loguniform: tuple[Annotated[float, Field(gt=0)], Annotated[float, Field(gt=0)]] | None = None
     uniform: tuple[float, float] | None = None
-    randint: tuple[int, int] | None = None
+    randint: (
+        tuple[
+            Annotated[int, Field(ge=-(2**62), le=2**62)],
+            Annotated[int, Field(ge=-(2**62), le=2**62)],
+        ]
+        | None
+    ) = None
     choice: list[Any] | None = Field(None, min_length=1)
 
     @model_validator(mode="after")
@@ -118,15 +124,25 @@ def _round(x: float) -> float:
 
 
 def flat(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{optimizer: {lr: 1}}`` -> ``{"optimizer.lr": 1}`` (dotted keys are kept)."""
+    """``{optimizer: {lr: 1}}`` -> ``{"optimizer.lr": 1}`` (dotted keys are kept). A value
+    given twice, nested and dotted (``optimizer: {lr: 1}`` beside ``optimizer.lr: 2``), or
+    under both names of one parameter (``n_critic`` and ``train.n_critic``), is a ValueError."""
     out: dict[str, Any] = {}
     for key, value in values.items():
         path = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            out.update(flat(value, f"{path}."))
-        else:
-            out[path] = value
+        found = flat(value, f"{path}.") if isinstance(value, dict) and value else {path: value}
+        for inner, item in found.items():
+            twin = next((p for p in out if canonical(p) == canonical(inner)), None)
+            if twin is not None:
+                spelt = f"as {twin} and {inner}" if twin != inner else "nested and dotted"
+                raise ValueError(f"{canonical(inner)} is given twice ({spelt})")
+            out[inner] = item
     return out
+
+
+def canonical(path: str) -> str:
+    """One name per sweepable parameter: ``n_critic`` is ``train.n_critic``."""
+    return "train.n_critic" if path == "n_critic" else path
 
 
 def _short(value: Any) -> str:
@@ -145,13 +161,20 @@ def expand(sweep: SweepConfig, where: str = "sweep") -> list[Setting]:
         for name, values in sweep.settings.items():
             if not isinstance(values, dict):
                 raise SuiteError("a setting must be a mapping", field=f"{where}.settings.{name}")
-            values = flat(values)
+            try:
+                values = flat(values)
+            except ValueError as exc:
+                raise SuiteError(str(exc), field=f"{where}.settings.{name}") from None
             for path in values:
                 check_path(path, f"{where}.settings.{name}.{path}")
             named.append(Setting(name, values, dict.fromkeys(values, f"{where}.settings.{name}")))
         parts.append(named)
     if sweep.grid:
         paths = list(sweep.grid)
+        try:
+            flat(dict.fromkeys(paths))
+        except ValueError as exc:
+            raise SuiteError(str(exc), field=f"{where}.grid") from None
         for path in paths:
             check_path(path, f"{where}.grid.{path}")
         last = [p.rsplit(".", 1)[-1] for p in paths]
@@ -168,6 +191,10 @@ def expand(sweep: SweepConfig, where: str = "sweep") -> list[Setting]:
             ]
         )
     if sweep.random:
+        try:
+            flat(dict.fromkeys(sweep.random.params))
+        except ValueError as exc:
+            raise SuiteError(str(exc), field=f"{where}.random.params") from None
         for path in sweep.random.params:
             check_path(path, f"{where}.random.params.{path}")
         rng = np.random.default_rng(sweep.random.seed)
@@ -183,9 +210,9 @@ def expand(sweep: SweepConfig, where: str = "sweep") -> list[Setting]:
         values, sources = {}, {}
         for part in combo:
             for path in part.values:
-                if path in values:
+                if any(canonical(p) == canonical(path) for p in values):
                     raise SuiteError(
-                        f"{path} is set by two kinds of sweep (settings, grid, random)",
+                        f"{canonical(path)} is set by two kinds of sweep (settings, grid, random)",
                         field=f"{where}",
                     )
             values.update(part.values)

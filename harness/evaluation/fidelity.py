@@ -10,6 +10,7 @@ Inception-v3 FID runs only from a local weights file: nothing is ever downloaded
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import os
 from pathlib import Path
@@ -105,6 +106,7 @@ def fidelity_metrics(
 
     n = min(len(generated), len(real))
     if real_cache_key and cache_dir:
+        vet_cache(cache_dir, real_cache_key)
         kwargs = {"input2_cache_name": real_cache_key, "cache_root": str(cache_dir), "cache": True}
     else:
         kwargs = {"cache": False}
@@ -132,6 +134,23 @@ def fidelity_metrics(
         "f_score": "f_score",
     }
     return {names[k]: float(v) for k, v in values.items() if k in names}
+
+
+def vet_cache(cache_dir: Path, key: str) -> None:
+    """Delete the cached files of ``key`` that are not plain data. torch-fidelity loads its
+    cache with ``weights_only=False``, which runs whatever a planted pickle says; a file that
+    loads with ``weights_only=True`` (tensors, numpy arrays, numbers, containers) holds no code,
+    so only such files are left for it. One that fails is recomputed."""
+    import numpy as np
+    from numpy._core.multiarray import _reconstruct
+
+    safe = [_reconstruct, np.ndarray, np.dtype, np.dtypes.Float32DType, np.dtypes.Float64DType]
+    for path in Path(cache_dir).glob(f"{glob.escape(key)}*"):
+        try:
+            with torch.serialization.safe_globals(safe):
+                torch.load(path, map_location="cpu", weights_only=True)
+        except Exception:
+            path.unlink(missing_ok=True)
 
 
 def kid_subset_size(n: int) -> int:

@@ -4,7 +4,10 @@ each job's outcome as it completes; it knows nothing of training or the store.""
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
+import signal
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
@@ -37,6 +40,22 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+def check_resources(jobs: int | None, threads: int, executor: str = "local") -> None:
+    """Refuse, in one line, more processes or threads than this machine can run at once: each
+    local worker is a process of about a gigabyte, and torch threads beyond the usable cores
+    only wait (4,002 threads were started on 2 cores by ``--threads 2000``)."""
+    cores = usable_cores()
+    if threads < 1 or threads > cores:
+        raise HarnessError(
+            f"--threads {threads}: give 1 to {cores}, the cores this process may use"
+        )
+    if executor == "local" and jobs is not None and not 1 <= jobs <= cores:
+        raise HarnessError(
+            f"--jobs {jobs}: give 1 to {cores}, the cores this process may use (each run "
+            "trains in a process of its own)"
+        )
+
+
 def default_jobs(runs: int, device: str) -> int:
     """Runs trained at once when ``--jobs`` is not given: one per usable core (each run has
     its own torch threads) but no more than there are runs to train; one on a GPU, which the
@@ -48,11 +67,72 @@ def default_jobs(runs: int, device: str) -> int:
 
 def local_processes(worker: Callable, jobs: list, workers: int) -> Results:
     """``worker(job)`` for each job in one of ``workers`` spawned processes; yields (job, its
-    outcome getter) as they complete."""
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-        futures = {pool.submit(worker, job): job for job in jobs}
+    outcome getter) as they complete. Closed early (Ctrl-C, SIGTERM, an error), it stops the
+    workers: queued jobs are dropped, a worker in a run ends it as interrupted (resumable) and
+    exits; none is left behind."""
+    pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_worker_init)
+    done = False
+    try:
+        futures = {pool.submit(_run_one, worker, job): job for job in jobs}
         for future in as_completed(futures):
             yield futures[future], future.result
+        done = True
+    finally:
+        if done:
+            pool.shutdown(wait=True)
+        else:
+            stop(pool)
+
+
+def stop(pool: ProcessPoolExecutor, grace: float = 30.0) -> None:
+    """Cancel what is queued, SIGTERM the workers (each ends its run as interrupted), and kill
+    any still alive after ``grace`` seconds."""
+    processes = list(getattr(pool, "_processes", {}).values())  # no public handle before 3.14
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    for process in processes:
+        process.join(grace)
+        if process.is_alive():
+            process.kill()
+            process.join()
+
+
+_busy = False  # in a worker: whether it is running a job
+_stopping = False  # in a worker: SIGTERM arrived
+
+
+def _worker_init() -> None:
+    """In a new worker: SIGTERM ends its run as interrupted, and the kernel sends SIGTERM when
+    the parent dies, however it dies (SIGKILL included), so no worker trains on as an orphan."""
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    with contextlib.suppress(OSError, AttributeError):  # Linux only
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        os._exit(128 + signal.SIGTERM)
+
+
+def _on_sigterm(signum, frame) -> None:
+    """In a worker: end the run in hand as a Ctrl-C would (it is recorded as interrupted),
+    then exit; an idle worker exits at once."""
+    global _stopping
+    _stopping = True
+    if _busy:
+        raise KeyboardInterrupt
+    os._exit(128 + signum)
+
+
+def _run_one(worker: Callable, job):
+    global _busy
+    _busy = True
+    try:
+        return worker(job)
+    finally:
+        _busy = False
+        if _stopping:
+            os._exit(128 + signal.SIGTERM)
 
 
 def ray_tasks(

@@ -4,16 +4,18 @@ Everything that can fail on bad input fails before anything is written."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from harness.core.errors import HarnessError
+from harness.run.executors import check_resources
 from harness.run.loading import MAX_RUNS, load_suite
 from harness.run.planning import select
 from harness.run.preflight import dry_build
 from harness.run.runner import Outcome, Progress, RunSettings, run_suite
-from harness.run.store import Store
-from harness.run.trainer import resolve_device
+from harness.run.store import Store, check_store_folder
+from harness.run.trainer import check_device
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,7 @@ def invoke(request: RunRequest, progress: Progress) -> list[Outcome]:
     settings = request.settings
     if settings.executor == "local" and (settings.address is not None or settings.gpus_per_run):
         raise HarnessError("--address and --gpus-per-run need --executor ray")
+    check_resources(settings.jobs, settings.threads, settings.executor)
     suite, registry = load_suite(
         request.suite,
         profile=request.profile,
@@ -46,11 +49,10 @@ def invoke(request: RunRequest, progress: Progress) -> list[Outcome]:
         data_dir=settings.data_dir,
     )
     suite, rerun = select(suite, request.only, request.rerun)
-    try:
-        device = resolve_device(settings.device)
-    except RuntimeError as exc:  # torch's own words for a malformed device string
-        raise HarnessError(str(exc)) from None
+    device = check_device(settings.device)
     dry_build(suite, registry)  # parts that cannot take each other: before any write
+    if request.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"):  # named, not the default
+        check_store_folder(request.tracking_uri or os.environ["MLFLOW_TRACKING_URI"])
     store = Store(request.tracking_uri)
     store.check_writable()  # before anything is printed or trained
     progress.starting(suite, str(device), store.uri)

@@ -31,6 +31,7 @@ from harness.core.sweeps import Setting, SweepConfig, apply, expand, resolved_va
 from harness.run.suite_file import read_yaml
 
 MAX_RUNS = 500  # a suite expanding to more runs needs --max-runs: guards oversized sweeps
+MAX_RUNS_LIMIT = 100_000  # the most --max-runs allows: every run is resolved in memory
 PIECES = {  # what a strategy resolves to, and the model each piece validates against
     "dataset": PartRef,
     "architecture": ArchitectureConfig,
@@ -232,8 +233,11 @@ def check_shapes(registry: Registry, parts: dict) -> None:
 
 def check_data(dataset, ref: PartRef, data_dir: Path | None) -> None:
     """The dataset's own check that its data is there (``Dataset.check``), as a SuiteError."""
-    if data_dir is not None and not Path(data_dir).is_dir():
-        raise SuiteError(f"--data-dir {data_dir} is not a directory", field="dataset")
+    try:
+        if data_dir is not None and not Path(data_dir).is_dir():
+            raise SuiteError(f"--data-dir {data_dir} is not a directory", field="dataset")
+    except OSError as exc:
+        raise SuiteError(f"--data-dir {data_dir}: {exc.strerror}", field="dataset") from None
     try:
         dataset.check(data_dir)
     except HarnessError as exc:
@@ -247,7 +251,9 @@ def check_data(dataset, ref: PartRef, data_dir: Path | None) -> None:
 
 def check_size(config: SuiteConfig, max_runs: int | None, file: str) -> None:
     """Refuse a suite expanding to more than ``max_runs`` runs (None: no limit), computed
-    without expanding its sweeps."""
+    without expanding its sweeps, and a ``max_runs`` above :data:`MAX_RUNS_LIMIT`."""
+    if max_runs is not None and not 1 <= max_runs <= MAX_RUNS_LIMIT:
+        raise HarnessError(f"--max-runs {max_runs}: give 1 to {MAX_RUNS_LIMIT:,}")
     size = sweep_size(config)
     if max_runs is not None and size > max_runs:
         message = (

@@ -28,7 +28,7 @@ def select(suite: Suite, only: str | None, rerun: str | None) -> tuple[Suite, se
     ``--rerun`` names; an unknown name is an error naming the option, with the closest name."""
     strategies = suite.config.strategies
     rerun_set = strategy_set(rerun, strategies, "--rerun")
-    if only:
+    if only is not None:
         kept = strategy_set(only, strategies, "--only")
         suite = suite.model_copy(update={"runs": [r for r in suite.runs if r.strategy in kept]})
     return suite, rerun_set
@@ -38,9 +38,11 @@ def strategy_set(option: str | None, strategies: Iterable[str], flag: str) -> se
     """``--rerun``/``--only`` ``a,b`` or ``all`` -> the strategy names; an unknown one is an
     error naming ``flag``, with the closest name."""
     known = list(strategies)
-    if not option:
+    if option is None:
         return set()
     names = [n.strip() for n in option.split(",") if n.strip()]
+    if not names:
+        raise HarnessError(f"{flag} {option!r}: name strategies, A,B (or all)")
     if names == ["all"]:
         return set(known)
     for name in names:

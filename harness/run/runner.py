@@ -18,7 +18,13 @@ from pathlib import Path
 
 from harness.core.registry import Registry
 from harness.core.spec import RunSpec, Suite
-from harness.run.executors import check_executor, default_jobs, local_processes, ray_tasks
+from harness.run.executors import (
+    check_executor,
+    check_resources,
+    default_jobs,
+    local_processes,
+    ray_tasks,
+)
 from harness.run.planning import decide, plan
 from harness.run.provenance import DEFAULT_THREADS, run_provenance, torch_threads
 from harness.run.store import RunLog, Store, is_store_error, storage_error
@@ -97,6 +103,7 @@ def run_suite(
     cores), so ``jobs`` and the executor do not change its numbers.
     """
     check_executor(settings.executor)
+    check_resources(settings.jobs, settings.threads, settings.executor)
     progress = progress or Progress()
     store.check_writable()
     parent_id, logged, completed = open_invocation(store, suite)
@@ -126,7 +133,7 @@ def run_suite(
         if not is_store_error(exc):
             raise
         status = "failed"  # the store refused a write: stop, in one line
-        raise storage_error(exc) from None
+        raise storage_error(exc, store.uri) from None
     finally:
         store.end_suite(parent_id, status)
     return [outcomes[spec.run_key] for spec in suite.runs]
@@ -143,7 +150,7 @@ def open_invocation(store: Store, suite: Suite) -> tuple[str, list, dict]:
         store.sweep(completed)
     except Exception as exc:
         store.end_suite(None, "failed")
-        raise storage_error(exc) from None
+        raise storage_error(exc, store.uri) from None
     return parent_id, logged, completed
 
 
@@ -170,7 +177,10 @@ def execute(
         for job, result in results:
             try:
                 outcome = result()
-            except Exception as exc:  # the worker died before it could record the run
+            except Exception as exc:
+                if is_store_error(exc):  # the store refused the worker a write: stop the suite
+                    raise
+                # the worker died before it could record the run
                 outcome = Outcome(job.spec, "failed", error=f"{type(exc).__name__}: {exc}")
             yield outcome
 
@@ -235,10 +245,12 @@ class Interrupts:
     """Tells a real Ctrl-C from a ``KeyboardInterrupt`` that plugin code raised itself. While
     :meth:`watch` is active (``harness run`` in its main process) a SIGINT is counted, and a
     KeyboardInterrupt with none counted fails only its run; elsewhere (library use, worker
-    processes) every KeyboardInterrupt counts as Ctrl-C."""
+    processes) every KeyboardInterrupt counts as Ctrl-C. SIGTERM (a scheduler's time limit)
+    is watched too and stops the suite the same way; :attr:`terminated` says it came."""
 
     watching = False
     signals = 0
+    terminated = False
 
     @classmethod
     def real(cls) -> bool:
@@ -254,12 +266,15 @@ class Interrupts:
 
         def count(signum, frame):
             cls.signals += 1
-            signal.default_int_handler(signum, frame)
+            cls.terminated = cls.terminated or signum == signal.SIGTERM
+            signal.default_int_handler(signum, frame)  # raises KeyboardInterrupt
 
+        before = signal.signal(signal.SIGTERM, count)
         signal.signal(signal.SIGINT, count)
-        cls.watching, cls.signals = True, 0
+        cls.watching, cls.signals, cls.terminated = True, 0, False
         try:
             yield
         finally:
             cls.watching = False
             signal.signal(signal.SIGINT, signal.default_int_handler)
+            signal.signal(signal.SIGTERM, before)

@@ -27,76 +27,14 @@ from harness.core.version import __version__
 from harness.evaluation.context import Context, open_context
 from harness.evaluation.evaluator import evaluation_protocol
 from harness.run.provenance import DEFAULT_THREADS, provenance, torch_threads
+from harness.run.sample_files import MAX_SAMPLES, read_samples
 from harness.run.store import IDENTITY, PROTOCOL, VERSION, Store, flatten
-from harness.run.trainer import resolve_device
+from harness.run.trainer import check_device
 
 DEFAULT_METRICS = ("mode_coverage", "fid", "transport")  # each skips data it does not apply to
 MIN_SAMPLES = {"fid": 10, "fid_inception": 10, "transport": 2}  # others: 1
 NAME_PATTERN = r"[A-Za-z0-9_.\-]{1,100}"
 RANGES = "uint8 0–255, or floats in [0, 1] or [−1, 1]"
-FILE_KINDS = ".npy, .npz, .pt (a tensor) or a folder of PNGs"
-
-
-def read_samples(path: str | Path) -> np.ndarray | Tensor:
-    """The array stored at ``path``: .npy, .npz (its only array, or ``x``/``samples``), .pt/.pth
-    (a tensor, or a dict with ``x``/``samples``) or a folder of PNG images (sorted by name)."""
-    path = Path(path)
-    if path.is_dir():
-        return _read_pngs(path)
-    if not path.exists():
-        raise HarnessError(f"{path}: no such file or folder")
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".npy":
-            return np.load(path, allow_pickle=False)
-        if suffix == ".npz":
-            with np.load(path, allow_pickle=False) as archive:
-                return _one_array(path, dict(archive))
-        if suffix in (".pt", ".pth"):
-            data = torch.load(path, map_location="cpu", weights_only=True)
-            return data if isinstance(data, Tensor) else _one_array(path, data)
-    except HarnessError:
-        raise
-    except Exception as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise HarnessError(f"{path}: cannot read: {first[:200]}") from None
-    raise HarnessError(f"{path}: expected {FILE_KINDS}")
-
-
-def _one_array(path: Path, data: Any) -> np.ndarray | Tensor:
-    if not isinstance(data, dict):
-        raise HarnessError(f"{path}: holds a {type(data).__name__}, not an array")
-    arrays = {k: v for k, v in data.items() if isinstance(v, np.ndarray | Tensor)}
-    for key in ("x", "samples"):
-        if key in arrays:
-            return arrays[key]
-    if len(arrays) == 1:
-        return next(iter(arrays.values()))
-    raise HarnessError(f"{path}: holds arrays {', '.join(map(str, arrays)) or 'none'}: name one x")
-
-
-def _read_pngs(folder: Path) -> np.ndarray:
-    from PIL import Image
-
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".png")
-    if not files:
-        raise HarnessError(f"{folder}: no .png files in the folder")
-    images = []
-    for file in files:
-        try:
-            with Image.open(file) as image:
-                if image.mode not in ("L", "RGB"):
-                    image = image.convert("RGB" if "A" in image.mode else "L")
-                images.append(np.asarray(image))
-        except Exception as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise HarnessError(f"{file}: not a readable PNG: {first[:200]}") from None
-        if images[-1].shape != images[0].shape:
-            raise HarnessError(
-                f"{file}: {_shape(images[-1].shape)} differs from {files[0].name}'s "
-                f"{_shape(images[0].shape)}"
-            )
-    return np.stack(images)
 
 
 def _shape(shape: tuple) -> str:
@@ -105,10 +43,15 @@ def _shape(shape: tuple) -> str:
 
 def to_samples(x: Any, expected: tuple[int, ...], where: str = "samples") -> Tensor:
     """``x`` as float32 samples of shape (N, *expected) in the data's range, or a one-line
-    error: wrong shape or dtype, NaN/inf, values out of range."""
+    error: wrong shape or dtype, NaN/inf, values out of range, too many samples."""
     if isinstance(x, Tensor):
-        x = x.detach().cpu().numpy()
-    x = np.asarray(x)
+        x = _tensor_values(x, where)
+    try:
+        x = np.asarray(x)
+    except Exception as exc:  # ragged lists, objects numpy cannot hold as numbers
+        raise HarnessError(f"{where}: not an array of numbers: {exc}") from None
+    if x.ndim and len(x) > MAX_SAMPLES:
+        raise HarnessError(f"{where}: {len(x):,} samples; at most {MAX_SAMPLES:,} are scored")
     if x.dtype.kind not in "uif":
         raise HarnessError(f"{where}: dtype {x.dtype} is not numeric; images must be {RANGES}")
     image = len(expected) == 3
@@ -145,6 +88,20 @@ def to_samples(x: Any, expected: tuple[int, ...], where: str = "samples") -> Ten
     raise HarnessError(f"{where}: values span [{low:.4g}, {high:.4g}]; images must be {RANGES}")
 
 
+def _tensor_values(x: Tensor, where: str) -> np.ndarray:
+    """A tensor's values as a numpy array: dense, on a real device, of a real number type
+    (bfloat16 and half are widened to float32)."""
+    if x.layout != torch.strided:
+        raise HarnessError(f"{where}: a {x.layout} tensor; give a dense one (x.to_dense())")
+    if x.device.type == "meta":
+        raise HarnessError(f"{where}: a meta tensor holds no values")
+    if x.is_complex() or x.dtype == torch.bool:
+        raise HarnessError(f"{where}: dtype {x.dtype} is not a real number type")
+    if x.dtype in (torch.bfloat16, torch.float16):
+        x = x.float()
+    return x.detach().cpu().numpy()
+
+
 def score(
     x: Any,
     dataset: str = "mnist",
@@ -163,21 +120,22 @@ def score(
     an MLflow run (strategy ``score:NAME``) in ``experiment``, beside trained strategies."""
     where = str(x) if isinstance(x, str | Path) else "samples"
     label = run_name(name, where)
-    raw = read_samples(x) if isinstance(x, str | Path) else x
     registry = Registry()
     ref = PartRef(name=dataset, params=dataset_params or {})
     data = registry.create("dataset", ref.name, ref.params, field="--dataset")
     names = list(metrics or DEFAULT_METRICS)
     parts = {m: registry.create("metric", m, {}, field="--metrics") for m in names}
     test = data.load("test", data_dir)
-    fake = to_samples(raw, tuple(test.x.shape[1:]), where)
+    shape = tuple(test.x.shape[1:])
+    raw = read_samples(x, shape) if isinstance(x, str | Path) else x
+    fake = to_samples(raw, shape, where)
     for metric in names:
         if len(fake) < MIN_SAMPLES.get(metric, 1):
             raise HarnessError(
                 f"{where}: {len(fake)} samples; metric {metric} needs at least "
                 f"{MIN_SAMPLES[metric]}"
             )
-    dev = resolve_device(device)
+    dev = check_device(device)
     with torch_threads(DEFAULT_THREADS):
         ctx = open_context(data, dev, samples=len(fake), data_dir=data_dir, test=test)
         ctx.fake = fake.to(dev)

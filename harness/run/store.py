@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import socket
+import stat
 import subprocess
 import tempfile
 import time
@@ -28,6 +29,8 @@ from harness.core.errors import HarnessError
 from harness.core.spec import RunSpec, Suite
 from harness.core.version import __version__
 from harness.run.locks import Claim, claim, free_stale, holder
+
+log = logging.getLogger("harness")
 
 DEFAULT_DB = Path("results") / "mlflow.db"
 COMPLETED = ("finished", "diverged")
@@ -93,6 +96,12 @@ class StoredRun:
             params=dict(run.data.params),
             metrics=dict(run.data.metrics),
         )
+
+
+def quiet_mlflow() -> None:
+    """MLflow logs its own errors, tracebacks and all, before raising them; the harness reports
+    each refusal itself, in one line."""
+    logging.getLogger("mlflow").setLevel(logging.CRITICAL)
 
 
 def default_tracking_uri() -> str:
@@ -166,7 +175,7 @@ def create_sqlite_store(db: Path) -> None:
     probe_writable(db.parent, "tracking store folder")  # before MLflow's seconds of imports
     from mlflow.tracking import MlflowClient
 
-    logging.getLogger("mlflow").setLevel(logging.WARNING)  # no migration chatter
+    quiet_mlflow()
     with claim(lock, wait=True):
         for leftover in db.parent.glob(f".{db.name}.*"):  # their creators died: we hold the lock
             if leftover != lock:
@@ -178,16 +187,91 @@ def create_sqlite_store(db: Path) -> None:
         tmp.replace(db)
 
 
-def storage_error(exc: BaseException) -> HarnessError:
-    """A tracking store's or checkpoint folder's refusal as a one-line :class:`HarnessError`."""
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:300]
+
+
+def sqlite_path(uri: str) -> Path:
+    """The file of an ``sqlite:///PATH`` URI; ``sqlite://`` (in memory: every result lost
+    when the process ends) is refused."""
+    path = uri.removeprefix("sqlite:///") if uri.startswith("sqlite:///") else ""
+    if not path or path == ":memory:":
+        raise HarnessError(
+            f"tracking store {uri} lives in memory and is lost when harness exits: give a "
+            "file, e.g. sqlite:///results/mlflow.db"
+        )
+    return Path(path)
+
+
+def check_sqlite_store(uri: str) -> None:
+    """An existing MLflow SQLite store, checked by reading its header and tables (read-only:
+    nothing is created or migrated), or a one-line error."""
+    import sqlite3
+
+    path = sqlite_path(uri)
+    try:
+        info = path.stat()
+        with open(path, "rb") as file:
+            header = file.read(16)
+    except FileNotFoundError:
+        raise HarnessError(f"no tracking store at {path}: run a suite first") from None
+    except OSError as exc:
+        raise HarnessError(f"tracking store {path}: {exc.strerror}") from None
+    if not stat.S_ISREG(info.st_mode) or header != b"SQLite format 3\0":
+        raise HarnessError(f"tracking store {path} is not an SQLite database")
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            tables = {r[0] for r in db.execute("select name from sqlite_master")}
+    except sqlite3.Error as exc:
+        raise HarnessError(f"tracking store {path} cannot be read: {exc}") from None
+    if not {"experiments", "runs", "alembic_version"} <= tables:
+        raise HarnessError(f"{path} is an SQLite database but not an MLflow tracking store")
+
+
+def check_server(uri: str, timeout: float = 5.0) -> None:
+    """A tracking server that answers its health check within ``timeout`` seconds (MLflow's
+    own client would retry for minutes)."""
+    import requests
+
+    try:
+        requests.get(f"{uri.rstrip('/')}/health", timeout=timeout).raise_for_status()
+    except Exception as exc:
+        raise HarnessError(f"tracking store {uri} is unreachable: {first_line(exc)}") from None
+
+
+def check_store_folder(uri: str) -> None:
+    """The folder of an SQLite store named explicitly exists: ``harness run`` creates a store,
+    never the directories a mistyped path would make."""
+    if uri.startswith("sqlite:"):
+        folder = sqlite_path(uri).parent
+        if not folder.is_dir():
+            raise HarnessError(
+                f"tracking store folder {folder} does not exist (create it, or fix the path)"
+            )
+
+
+def storage_error(exc: BaseException, uri: str | None = None) -> HarnessError:
+    """A tracking store's or checkpoint folder's refusal as one line naming the store and the
+    cause (a full disk, a read-only file, a locked database), not a driver's URL."""
     if isinstance(exc, HarnessError):
         return exc
+    where = f"tracking store {uri}" if uri else "tracking store"
     if isinstance(exc, OSError) and exc.strerror:
-        where = f"{exc.filename}: " if exc.filename else ""
-        return HarnessError(f"{where}{exc.strerror}")
-    text = str(exc).strip()
-    first = text.splitlines()[-1] if text else type(exc).__name__  # sqlite's reason comes last
-    return HarnessError(f"tracking store refused a write: {first[:300]}")
+        where = str(exc.filename) if exc.filename else where
+        return HarnessError(f"{where}: {exc.strerror}")
+    text = str(exc)
+    causes = {
+        "disk is full": "no space left on device",
+        "No space left": "no space left on device",
+        "readonly database": "read-only (cannot be written)",
+        "database is locked": "locked by another process for too long",
+    }
+    cause = next((why for clue, why in causes.items() if clue in text), None)
+    if cause is None:
+        lines = [line for line in text.strip().splitlines() if line and line[0] not in "([ "]
+        cause = f"refused a write: {(lines or [type(exc).__name__])[-1][:300]}"
+    return HarnessError(f"{where}: {cause}")
 
 
 def is_store_error(exc: BaseException) -> bool:
@@ -212,15 +296,13 @@ class Store:
         self.uri = uri or default_tracking_uri()
         self.invocation: Claim | None = None
         try:
-            if self.uri.startswith("sqlite:///"):
-                create_sqlite_store(Path(self.uri.removeprefix("sqlite:///")))
+            if self.uri.startswith("sqlite:"):
+                create_sqlite_store(sqlite_path(self.uri))
             from mlflow.tracking import MlflowClient
 
-            logging.getLogger("mlflow").setLevel(logging.WARNING)  # no INFO chatter on the console
+            quiet_mlflow()
             if self.uri.startswith(("http://", "https://")):
-                import requests
-
-                requests.get(f"{self.uri.rstrip('/')}/health", timeout=5).raise_for_status()
+                check_server(self.uri)
             self.client = MlflowClient(tracking_uri=self.uri)
             self.client.search_experiments(max_results=1)
         except HarnessError:
@@ -231,12 +313,22 @@ class Store:
 
     @classmethod
     def reader(cls, uri: str | None = None) -> Store:
-        """A store opened to read: no creation, no probe."""
+        """A store opened only to read (tables, reports): nothing is created, written or
+        migrated. A missing, foreign or unreachable store is one :class:`HarnessError`."""
         from mlflow.tracking import MlflowClient
 
+        uri = uri or default_tracking_uri()
+        if uri.startswith("sqlite:"):
+            check_sqlite_store(uri)
+        elif uri.startswith(("http://", "https://")):
+            check_server(uri)
         store = cls.__new__(cls)
-        store.uri, store.invocation = uri or default_tracking_uri(), None
-        store.client = MlflowClient(store.uri)
+        store.uri, store.invocation = uri, None
+        quiet_mlflow()
+        try:
+            store.client = MlflowClient(uri)
+        except Exception as exc:
+            raise HarnessError(f"tracking store {uri} cannot be read: {first_line(exc)}") from None
         return store
 
     # --- experiments and runs, read ---------------------------------------------------------
@@ -263,15 +355,23 @@ class Store:
     def runs(self, experiment: str) -> list[StoredRun]:
         """Every trained and scored run of experiment ``name`` (not the invocations' parent
         runs), oldest first; a missing experiment is a one-line error."""
-        found = self.client.get_experiment_by_name(experiment)
-        if found is None:
-            raise HarnessError(f"no experiment {experiment!r} in {self.uri}: run the suite first")
-        runs = self.client.search_runs(
-            [found.experiment_id],
-            filter_string=f"tags.`{KIND}` != 'suite'",  # MLflow has no IN for tags
-            max_results=50_000,
-            order_by=["attributes.start_time ASC"],
-        )
+        try:
+            found = self.client.get_experiment_by_name(experiment)
+            if found is None:
+                message = f"no experiment {experiment!r} in {self.uri}: run the suite first"
+                raise HarnessError(message)
+            runs = self.client.search_runs(
+                [found.experiment_id],
+                filter_string=f"tags.`{KIND}` != 'suite'",  # MLflow has no IN for tags
+                max_results=50_000,
+                order_by=["attributes.start_time ASC"],
+            )
+        except HarnessError:
+            raise
+        except Exception as exc:
+            raise HarnessError(
+                f"tracking store {self.uri} cannot be read: {first_line(exc)}"
+            ) from None
         records = [StoredRun.of(r) for r in runs]
         return [r for r in records if r.kind in ("run", "score")]
 
@@ -309,7 +409,13 @@ class Store:
 
     def metric_history(self, run_id: str, key: str) -> list[tuple[int, float]]:
         """Every logged (step, value) of one metric of one run, in logging order."""
-        return [(m.step, m.value) for m in self.client.get_metric_history(run_id, key)]
+        try:
+            history = self.client.get_metric_history(run_id, key)
+        except Exception as exc:
+            raise HarnessError(
+                f"tracking store {self.uri} cannot be read: {first_line(exc)}"
+            ) from None
+        return [(m.step, m.value) for m in history]
 
     def last_artifact(self, run_id: str, folder: str, suffix: str, dest: Path) -> tuple[Path, int]:
         """The last file (by name) ending in ``suffix`` in a run's artifact ``folder``,
@@ -591,12 +697,27 @@ class RunLog:
         self.flush()
 
     def load_checkpoint(self) -> dict | None:
+        """The checkpoint's state, loaded as data only (``weights_only``: tensors, numbers,
+        strings and containers of them; a pickle that would run code is refused). A file that
+        is no checkpoint of this harness is deleted, with one line, and the run starts over."""
         import torch
 
         if not self.checkpoint.exists():
             return None
-        state = torch.load(self.checkpoint, map_location="cpu", weights_only=False)
-        self._buffer = state.pop("pending")
+        try:
+            state = torch.load(self.checkpoint, map_location="cpu", weights_only=True)
+            pending = state.pop("pending")
+        except Exception as exc:  # a foreign, planted, older or torn file
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            log.warning(
+                "checkpoint %s refused (%s): not a checkpoint of this harness; "
+                "the run trains again from step 0",
+                self.checkpoint,
+                reason,
+            )
+            self.checkpoint.unlink(missing_ok=True)
+            return None
+        self._buffer = pending
         self.flush()
         return state
 

@@ -19,6 +19,7 @@ import numpy as np
 import psutil
 import torch
 
+from harness.core.errors import HarnessError
 from harness.core.parts import Constraint, Loss, Metric
 from harness.core.registry import Registry
 from harness.core.spec import OptimizerConfig, RunSpec
@@ -45,6 +46,19 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if str(device) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
+
+
+def check_device(name: str) -> torch.device:
+    """The device ``--device`` names, if this machine has it; else one :class:`HarnessError`."""
+    try:
+        device = resolve_device(name)
+    except RuntimeError as exc:  # torch's own words for a malformed device string
+        raise HarnessError(f"--device {name}: {exc}") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if (device.index or 0) >= count:
+            raise HarnessError(f"--device {name}: this machine has {count} CUDA device(s)")
+    return device
 
 
 def seed_everything(seed: int) -> None:
@@ -101,9 +115,12 @@ class MetricsSink:
 
 
 def rng_state() -> dict:
+    """Every RNG stream a run draws from, as tensors and plain numbers only: a checkpoint holds
+    nothing that loading with ``weights_only=True`` refuses."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
     state = {
         "torch": torch.get_rng_state(),
-        "numpy": np.random.get_state(),
+        "numpy": (name, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached),
         "python": random.getstate(),
     }
     if torch.cuda.is_available():
@@ -113,7 +130,8 @@ def rng_state() -> dict:
 
 def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
     random.setstate(state["python"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
