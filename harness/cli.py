@@ -4,7 +4,9 @@ the commands that need them, so ``harness --help``, ``list`` and ``validate`` st
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -36,6 +38,9 @@ class OneLineErrors(typer.core.TyperGroup):
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        if hasattr(signal, "SIGPIPE") and threading.current_thread() is threading.main_thread():
+            # `harness ... | head`: end quietly, as Unix tools do
+            signal.signal(signal.SIGPIPE, signal.SIG_DFL)
         try:
             code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except typer.Abort:

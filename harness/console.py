@@ -281,11 +281,17 @@ def parts_table(registry, kinds: list[str], full: bool) -> None:
             params = ", ".join(
                 p.name if p.required else f"{p.name}={p.default!r}" for p in info.params
             )
-            summary = info.summary if full else info.summary.split(". ")[0].split(" (")[0]
+            summary = info.summary if full else _first_sentence(info.summary)
             table.add_row(part_kind, part_name, escape(params) or "–", info.source, escape(summary))
     console.print(table)
     if not full:
         console.print("whole descriptions: harness list --full, or harness list NAME")
+
+
+def _first_sentence(text: str) -> str:
+    """A description's first sentence, before any parenthesis; "…" when that cut something."""
+    short = text.split(". ")[0].split(" (")[0].rstrip(".")
+    return short if short == text.rstrip(".") else f"{short} …"
 
 
 def show_part(registry, name: str, kinds: list[str]) -> None:

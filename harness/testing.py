@@ -24,7 +24,15 @@ import torch
 from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
-from harness.core.parts import Architecture, ClassModes, Constraint, Dataset, GaussianModes, Loss
+from harness.core.parts import (
+    Architecture,
+    ClassModes,
+    Constraint,
+    Dataset,
+    GaussianModes,
+    Loss,
+    critic_pack,
+)
 from harness.run.trainer import seed_everything
 
 DEVICES = [
@@ -160,6 +168,7 @@ def _constraint_trial(make, label: str, shape, device, seed: int) -> tuple[nn.Mo
         f"wrap_critic must keep the critic's output shape ({BATCH},), "
         f"got {tuple(getattr(out, 'shape', ()))}",
     )
+    _check_evaluation_calls(label, critic, real)
     frozen = [n for n, p in critic.named_parameters() if not p.requires_grad]
     _require(
         not frozen and any(True for _ in critic.parameters()),
@@ -186,7 +195,8 @@ def _constraint_trial(make, label: str, shape, device, seed: int) -> tuple[nn.Mo
         values["penalty"] = penalty.detach()
 
     critic.zero_grad(set_to_none=True)
-    (critic(fake.detach()).mean() - critic(real).mean()).backward()
+    step = lambda: (critic(fake.detach()).mean() - critic(real).mean()).backward()  # noqa: E731
+    _call(label, "a critic step through the wrapped critic", step)
     with torch.no_grad():
         for p in critic.parameters():
             if p.grad is not None:
@@ -215,6 +225,71 @@ def _constraint_trial(make, label: str, shape, device, seed: int) -> tuple[nn.Mo
     _require(bool(params.isfinite().all()), label, "after_critic_step left non-finite parameters")
     values["parameters after after_critic_step"] = params
     return critic, values
+
+
+NO_GRAD_RULE = (
+    "the wrapped critic must run under torch.no_grad(): evaluation, the conformance kit and "
+    "the preflight call it so; a wrapper that needs input gradients takes them under "
+    "torch.enable_grad(), with create_graph=torch.is_grad_enabled() as it was called"
+)
+INPUT_GRAD_RULE = (
+    "the wrapped critic must be differentiable with respect to its input: the Lipschitz "
+    "metrics and gradient penalties take the gradient of its output in x"
+)
+
+
+def _check_evaluation_calls(label: str, critic: nn.Module, x: Tensor) -> None:
+    """The two ways the harness calls a critic besides training: scoring under
+    ``torch.no_grad()`` (evaluation, the preflight) and differentiating it in its input (the
+    Lipschitz metrics)."""
+    try:
+        with torch.no_grad():
+            scores = critic(x)
+    except Exception as exc:
+        raise ContractError(
+            label, f"{NO_GRAD_RULE}; it raised {type(exc).__name__}: {exc}"
+        ) from exc
+    _require(
+        isinstance(scores, Tensor) and scores.shape == (len(x) // critic_pack(critic),),
+        label,
+        f"{NO_GRAD_RULE}; under it the output has shape {tuple(getattr(scores, 'shape', ()))}",
+    )
+    try:
+        inputs = x.detach().requires_grad_(True)
+        with torch.enable_grad():
+            (grad,) = torch.autograd.grad(critic(inputs).sum(), inputs)
+    except Exception as exc:
+        raise ContractError(
+            label, f"{INPUT_GRAD_RULE}; it raised {type(exc).__name__}: {exc}"
+        ) from exc
+    _require(bool(grad.isfinite().all()), label, f"{INPUT_GRAD_RULE}; the gradient is not finite")
+
+
+def _check_packed(make, label: str, device) -> None:
+    """A critic that packs k samples (PacGAN) keeps scoring packs once wrapped, and the harness
+    still finds k: it reads ``pack`` from the critic or from a module inside it."""
+    from harness.builtins.packing import packed
+
+    seed_everything(0)
+    pack = 2
+    critic = packed(lambda shape: _reference_models(shape)[1], (2,), pack).to(device)
+    wrapped = _call(label, "wrap_critic of a packed critic", make().wrap_critic, critic)
+    x = torch.randn(pack * BATCH, 2, device=device)
+    out = _call(label, "the wrapped packed critic", wrapped, x)
+    _require(
+        isinstance(out, Tensor) and out.shape == (BATCH,),
+        label,
+        f"wrap_critic must keep a critic that packs {pack} samples scoring packs: "
+        f"{pack * BATCH} samples must give ({BATCH},), got {tuple(getattr(out, 'shape', ()))}",
+    )
+    _require(
+        critic_pack(wrapped) == pack,
+        label,
+        f"wrap_critic must keep the packing critic inside the wrapped one (a module with "
+        f"pack = {pack}), so that metrics score whole packs; the harness finds pack = "
+        f"{critic_pack(wrapped)}",
+    )
+    _check_evaluation_calls(label, wrapped, x)
 
 
 def _check_same_parameters(label: str, hook: str, critic: nn.Module, trained: dict) -> None:
@@ -273,11 +348,14 @@ def check_constraint(part: type[Constraint] | Constraint, /, *, device="cpu", **
     output shape, trainable parameters and the critic's Parameter objects; ``penalty`` is
     ``None`` or a finite scalar that backpropagates into the critic and not into the
     generator; ``penalty`` and ``after_critic_step`` change parameters only in place (the
-    optimiser holds them); ``after_critic_step`` builds no autograd graph; all of it repeats
-    under a seed; and the wrapped critic's ``state_dict``
-    loads into a freshly wrapped critic, which then gives the same outputs."""
+    optimiser holds them); ``after_critic_step`` builds no autograd graph; the wrapped critic
+    runs under ``torch.no_grad()`` and is differentiable in its input (how evaluation and the
+    Lipschitz metrics call it); a critic packing k samples keeps scoring packs once wrapped;
+    all of it repeats under a seed; and the wrapped critic's ``state_dict`` loads into a
+    freshly wrapped critic, which then gives the same outputs."""
     make, label = _factory(part, Constraint, params)
     device = torch.device(device)
+    _check_packed(make, label, device)
     for shape in [(2,), (1, 8, 8)]:
         critic, first = _constraint_trial(make, label, shape, device, seed=0)
         _, again = _constraint_trial(make, label, shape, device, seed=0)

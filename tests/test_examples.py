@@ -39,6 +39,7 @@ def test_the_page_shows_the_example_package_verbatim():
         f"{EXAMPLE}/{name}"
         for name in (
             "harness_maxnorm/__init__.py",
+            "harness_maxnorm/normalized.py",
             "pyproject.toml",
             "tests/test_maxnorm.py",
             "suite.yaml",

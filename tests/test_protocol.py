@@ -1,5 +1,6 @@
 """Evaluation protocols in tables: runs measured under different protocols are never averaged
-together, and --protocol picks one; the protocol is printed in the footnote."""
+together: a table shows the newest runs' protocol unless --protocol picks another, and its
+footnote names the protocol and the runs of others it leaves out."""
 
 from conftest import TOY_SUITE
 from typer.testing import CliRunner
@@ -12,7 +13,7 @@ from harness.run.store import Store as Tracker
 runner = CliRunner()
 
 
-def test_table_refuses_two_protocols_and_selects_one(tmp_path, write_suite):
+def test_table_shows_the_newest_protocol_names_the_others_and_selects_one(tmp_path, write_suite):
     uri = f"sqlite:///{tmp_path / 'm.db'}"
     tracker = Tracker(uri)
     for samples in (200, 150):  # the evaluation sample count is part of the protocol
@@ -21,16 +22,17 @@ def test_table_refuses_two_protocols_and_selects_one(tmp_path, write_suite):
         run_suite(suite, registry, tracker, RunSettings(device="cpu"))
     base = ["table", "--experiment", "tiny", "--tracking-uri", uri, "--metrics", "modes_covered"]
 
-    mixed = runner.invoke(app, base)
-    assert mixed.exit_code == 2
-    line = mixed.output.strip()
-    assert "\n" not in line and "choose one with --protocol ID" in line
-    assert "gauss-3sigma-v1:n200 (2 runs)" in line and "gauss-3sigma-v1:n150 (2 runs)" in line
+    mixed = runner.invoke(app, base)  # the newest runs' protocol, the other one named
+    assert mixed.exit_code == 0, mixed.output
+    assert "protocol gauss-3sigma-v1:n150" in mixed.output
+    assert "other evaluation protocols: gauss-3sigma-v1:n200 (2 runs) (--protocol ID)" in (
+        mixed.output
+    )
 
-    chosen = runner.invoke(app, [*base, "--protocol", "gauss-3sigma-v1:n150"])
+    chosen = runner.invoke(app, [*base, "--protocol", "gauss-3sigma-v1:n200"])
     assert chosen.exit_code == 0, chosen.output
-    assert "protocol gauss-3sigma-v1:n150" in chosen.output
-    assert "n200" not in chosen.output
+    assert "protocol gauss-3sigma-v1:n200" in chosen.output
+    assert "protocols: gauss-3sigma-v1:n150 (2 runs)" in chosen.output
 
     unknown = runner.invoke(app, [*base, "--protocol", "mnist-eval"])
     assert unknown.exit_code == 2 and "matches no protocol" in unknown.output

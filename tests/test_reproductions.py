@@ -125,7 +125,7 @@ def test_a_packed_critic_sees_k_consecutive_samples_concatenated(shape):
 
 def test_a_batch_not_divisible_by_the_pack_is_a_clear_error():
     critic = packed(lambda s: Recorder(), (2,), pack=4)
-    with pytest.raises(ValueError, match="packing 4 samples got a batch of 10, not a multiple"):
+    with pytest.raises(ValueError, match="packing 4 samples was called on 10, not a whole number"):
         critic(torch.randn(10, 2))
 
 

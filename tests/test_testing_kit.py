@@ -230,3 +230,55 @@ def test_parameters_go_with_the_class():
 
 def test_in_place_projection_passes_where_replacing_parameters_fails():
     check_constraint(InPlaceClip)  # the same clip as ReplacingClip, written in place
+
+
+class GradientNormalized(nn.Module):
+    """f(x) / (‖∇f(x)‖ + |f(x)|), a wrapper that needs input gradients in its forward pass
+    (gradient normalization). It keeps the inner critic as a submodule, not its ``pack``."""
+
+    def __init__(self, critic: nn.Module, safe: bool):
+        super().__init__()
+        self.inner, self.safe = critic, safe
+
+    def forward(self, x):
+        if self.safe:  # the documented way: grad under enable_grad, a graph only when grad is on
+            graph = torch.is_grad_enabled()
+            with torch.enable_grad():
+                x = x if x.requires_grad else x.detach().requires_grad_(True)
+                f = self.inner(x)
+                (grad,) = torch.autograd.grad(f.sum(), x, create_graph=graph)
+        else:  # assumes grad is on: fails under torch.no_grad()
+            x = x.requires_grad_(True)
+            f = self.inner(x)
+            (grad,) = torch.autograd.grad(f.sum(), x, create_graph=True)
+        norm = grad.reshape(len(f), -1).norm(dim=1)  # per score: a pack of k samples is one
+        return f / (norm + f.abs() + 1e-8)
+
+
+def normalizing(safe: bool):
+    class GN(Constraint):
+        def wrap_critic(self, critic):
+            return GradientNormalized(critic, safe)
+
+    return GN
+
+
+def test_a_wrapper_that_needs_gradients_passes_written_the_documented_way():
+    check_constraint(normalizing(safe=True))  # packs found through it, no_grad and grad in x
+
+
+def test_a_wrapper_that_fails_under_no_grad_gets_the_rule():
+    with pytest.raises(AssertionError, match=r"must run under torch.no_grad\(\).*enable_grad"):
+        check_constraint(normalizing(safe=False))
+
+
+def test_a_wrapper_that_drops_the_packing_critic_gets_the_rule():
+    class Rebuilt(Constraint):  # scores single samples again: the pack is lost
+        def wrap_critic(self, critic):
+            if getattr(critic, "pack", 1) == 1:
+                return critic
+            inner = critic.critic
+            return nn.Sequential(nn.Unflatten(1, (1, 2)), nn.Flatten(1), nn.Linear(2, 4), inner)
+
+    with pytest.raises(AssertionError, match="scoring packs"):
+        check_constraint(Rebuilt)

@@ -216,6 +216,47 @@ def test_run_builds_each_strategy_once_before_writing_anything(write_suite, tmp_
     assert "strategies.wgan-gp: " in result.stderr and "GroupSort(3)" in result.stderr
 
 
+NEEDS_GRAD = """
+import torch
+import harness
+from harness.parts import Constraint
+
+
+class NeedsGrad(torch.nn.Module):
+    def __init__(self, critic):
+        super().__init__()
+        self.inner = critic
+
+    def forward(self, x):
+        x = x.requires_grad_(True)
+        (grad,) = torch.autograd.grad(self.inner(x).sum(), x, create_graph=True)
+        return self.inner(x) / grad.flatten(1).norm(dim=1)
+
+
+class GradNorm(Constraint):
+    def wrap_critic(self, critic):
+        return NeedsGrad(critic)
+
+
+@harness.hookimpl
+def register_constraints(register):
+    register("grad_norm_unsafe", GradNorm)
+"""
+
+
+def test_the_preflight_names_the_call_that_failed(write_suite, tmp_path, monkeypatch):
+    (tmp_path / "needs_grad.py").write_text(NEEDS_GRAD)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    text = TOY_SUITE.replace("constraint: gradient_penalty}", "constraint: grad_norm_unsafe}")
+    store = tmp_path / "store"
+    result = cli(
+        "run", str(write_suite(text + "plugins: [needs_grad]\n")), "--tracking-uri",
+        f"sqlite:///{store}/m.db",
+    )  # fmt: skip
+    assert_clean_refusal(result, store)
+    assert "the critic's forward pass under torch.no_grad() raised RuntimeError" in result.stderr
+
+
 # data a dataset needs --------------------------------------------------------------------------
 
 MNIST_TV = TOY_SUITE.replace(

@@ -73,12 +73,21 @@ def load_runs(
 ) -> pd.DataFrame:
     """One row per (strategy, setting, seed): the latest child run, its id, status, params
     (a sweep's values as ``sweep.PATH``) and final metrics; ``harness score`` runs too, as
-    strategy ``score:NAME``. With ``current`` (:func:`harness.analysis.currency.current_checker`),
-    only runs of the code installed now; ``frame.attrs["older"]`` counts the others. Runs of one
-    evaluation protocol only (:func:`select_protocol`)."""
+    strategy ``score:NAME``. Runs of one evaluation protocol only (:func:`select_protocol`);
+    with ``current`` (:func:`harness.analysis.currency.current_checker`), only runs of the code
+    installed now. ``frame.attrs``: ``protocol``, ``others`` (runs of other protocols, by
+    protocol) and ``older`` (runs of this protocol made by older code)."""
     runs = Store.reader(uri).runs(experiment)
     if parent is not None:
         runs = [r for r in runs if parent in (r.parent, r.resumed_by)]
+    if not runs:
+        where = f" under parent run {parent}" if parent else ""
+        raise HarnessError(f"experiment {experiment!r} has no runs{where}")
+    fresh = [r for r in runs if current(r.params)] if current is not None else runs
+    trained = [r for r in fresh or runs if r.kind == "run"]  # scores join trained runs' tables
+    newest = (trained or fresh or runs)[-1]
+    chosen, others = select_protocol(runs, protocol, experiment, newest)
+    runs = [r for r in runs if r.params.get(PROTOCOL, UNRECORDED) == chosen]
     older = 0
     if current is not None:
         kept = [r for r in runs if current(r.params)]
@@ -88,7 +97,6 @@ def load_runs(
                 f"experiment {experiment!r} has only runs of older code or harness versions "
                 f"({older}): re-run the suite, or --all-versions to tabulate them"
             )
-    runs = select_protocol(runs, protocol, experiment)
     rows = [
         {
             "strategy": r.strategy,
@@ -105,38 +113,35 @@ def load_runs(
         }
         for r in runs
     ]
-    if not rows:
-        where = f" under parent run {parent}" if parent else ""
-        raise HarnessError(f"experiment {experiment!r} has no runs{where}")
     frame = pd.DataFrame(rows).drop_duplicates(["strategy", "setting", "seed"], keep="last")
     frame = frame.reset_index(drop=True)
-    frame.attrs["older"] = older
+    frame.attrs.update(older=older, protocol=chosen, others=others)
     return frame
 
 
-def select_protocol(runs: list[StoredRun], protocol: str | None, experiment: str) -> list:
-    """The runs measured under one evaluation protocol (their ``eval_protocol`` param, see
-    :func:`harness.evaluation.evaluator.evaluation_protocol`): ``protocol`` (an id or a unique
-    prefix of one), else the only one there is. Numbers of different protocols are not
-    comparable, so several without a choice is an error."""
-    of = {r.id: r.params.get(PROTOCOL, UNRECORDED) for r in runs}
-    found = Counter(of.values())
-    listed = ", ".join(f"{p} ({n} runs)" for p, n in found.most_common())
+def select_protocol(
+    runs: list[StoredRun], protocol: str | None, experiment: str, newest: StoredRun
+) -> tuple[str, dict[str, int]]:
+    """The evaluation protocol to show (the ``eval_protocol`` param, see
+    :func:`harness.evaluation.evaluator.evaluation_protocol`) and the run counts of the others:
+    ``protocol`` (an id or a unique prefix of one), else that of the ``newest`` run. Numbers of
+    different protocols are not comparable, so a table shows one at a time."""
+    found = Counter(r.params.get(PROTOCOL, UNRECORDED) for r in runs)
     if protocol is None:
-        if len(found) > 1:
+        chosen = newest.params.get(PROTOCOL, UNRECORDED)
+    else:
+        matches = [p for p in found if p == protocol] or [
+            p for p in found if p.startswith(protocol)
+        ]
+        if len(matches) != 1:
+            which = "no" if not matches else "more than one"
+            listed = ", ".join(f"{p} ({n} runs)" for p, n in found.most_common())
             raise HarnessError(
-                f"experiment {experiment!r} holds runs of {len(found)} evaluation protocols, "
-                f"whose numbers cannot be averaged: {listed}; choose one with --protocol ID"
+                f"--protocol {protocol!r} matches {which} protocol of experiment "
+                f"{experiment!r}: {listed}"
             )
-        return runs
-    matches = [p for p in found if p == protocol] or [p for p in found if p.startswith(protocol)]
-    if len(matches) != 1:
-        which = "no" if not matches else "more than one"
-        raise HarnessError(
-            f"--protocol {protocol!r} matches {which} protocol of experiment {experiment!r}: "
-            f"{listed}"
-        )
-    return [r for r in runs if of[r.id] == matches[0]]
+        chosen = matches[0]
+    return chosen, {p: n for p, n in found.most_common() if p != chosen}
 
 
 def aggregate(frame: pd.DataFrame, metrics: list[str], directions: dict[str, str]) -> pd.DataFrame:
@@ -192,6 +197,9 @@ def footnote(frame: pd.DataFrame, metrics: list[str]) -> str:
         parts.append(
             f"{frame.attrs['older']} runs of older code hidden (--all-versions includes them)"
         )
+    if others := frame.attrs.get("others"):
+        listed = ", ".join(f"{p} ({n} runs)" for p, n in others.items())
+        parts.append(f"not shown, other evaluation protocols: {listed} (--protocol ID)")
     return "mean ± 95 % CI over seeds (n usable runs; bad = diverged or failed); " + "; ".join(
         parts
     )

@@ -36,9 +36,10 @@ def packed(build_critic: Callable[[tuple[int, ...]], Any], data_shape: tuple[int
             n = x.shape[0]
             if n % self.pack:
                 raise ValueError(
-                    f"a critic packing {self.pack} samples got a batch of {n}, not a multiple "
-                    f"of {self.pack}: make train.batch_size, eval.samples and the metrics' "
-                    f"sample counts multiples of {self.pack}"
+                    f"a critic packing {self.pack} samples was called on {n}, not a whole "
+                    f"number of packs: every caller (the trainer, a metric, a constraint that "
+                    f"wraps this critic) must pass multiples of {self.pack}; the suite's "
+                    "train.batch_size and eval.samples are checked before training"
                 )
             return self.critic(x.reshape(n // self.pack, self.pack * x.shape[1], *x.shape[2:]))
 

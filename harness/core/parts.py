@@ -72,8 +72,11 @@ class Architecture:
 
 
 def critic_pack(critic: nn.Module) -> int:
-    """How many samples a critic scores at once: k for a critic packing k (PacGAN), else 1."""
-    return int(getattr(critic, "pack", 1))
+    """How many samples a critic scores at once: k for a critic packing k (PacGAN), else 1.
+    Read from the critic or, when a constraint wrapped it, from the module inside that
+    declares ``pack``: a wrapper need not copy the attribute."""
+    modules = critic.modules() if hasattr(critic, "modules") else [critic]
+    return int(next((m.pack for m in modules if hasattr(m, "pack")), 1))
 
 
 @dataclass(frozen=True)

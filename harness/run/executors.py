@@ -97,6 +97,7 @@ def stop(pool: ProcessPoolExecutor, grace: float = 30.0) -> None:
         if process.is_alive():
             process.kill()
             process.join()
+    pool.shutdown(wait=True)  # the workers are gone: release the queues' semaphores
 
 
 _busy = False  # in a worker: whether it is running a job
@@ -118,6 +119,8 @@ def _on_sigterm(signum, frame) -> None:
     """In a worker: end the run in hand as a Ctrl-C would (it is recorded as interrupted),
     then exit; an idle worker exits at once."""
     global _stopping
+    if _stopping:  # a second SIGTERM while the run is being marked: let it finish
+        return
     _stopping = True
     if _busy:
         raise KeyboardInterrupt

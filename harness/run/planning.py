@@ -30,6 +30,10 @@ def select(suite: Suite, only: str | None, rerun: str | None) -> tuple[Suite, se
     rerun_set = strategy_set(rerun, strategies, "--rerun")
     if only is not None:
         kept = strategy_set(only, strategies, "--only")
+        if rerun and rerun.strip() != "all" and rerun_set - kept:
+            left = ", ".join(sorted(rerun_set - kept))
+            raise HarnessError(f"--rerun {left}: not among the strategies --only trains ({only})")
+        rerun_set &= kept
         suite = suite.model_copy(update={"runs": [r for r in suite.runs if r.strategy in kept]})
     return suite, rerun_set
 
@@ -80,8 +84,13 @@ def why(spec: RunSpec, runs: list[StoredRun], rerun: bool) -> str:
     if not mine:
         return "new seed" if setting else "new setting" if strategy else "new strategy"
     done = [r for r in mine if r.status in COMPLETED]
-    before = (done or mine)[-1].params
     now = spec_params(spec)
+    settings = [k for k in now if not k.startswith(IDENTITY)]
+
+    def unlike(run: StoredRun) -> int:  # how many settings differ (another profile's run: many)
+        return sum(run.params.get(k) != now[k] for k in settings)
+
+    before = min(reversed(done or mine), key=unlike).params  # the closest, newest first
     old = before.get(VERSION)
     if old is not None and old != __version__:  # it re-keys every run: name it, not each part
         return f"harness {old} -> {__version__}"
@@ -95,8 +104,8 @@ def why(spec: RunSpec, runs: list[StoredRun], rerun: bool) -> str:
     ]
     if changed:
         return f"{', '.join(changed)} changed"
-    settings = [k for k in now if not k.startswith(IDENTITY) and before.get(k) != now[k]]
-    if settings:
-        more = ", ..." if len(settings) > 2 else ""
-        return f"settings changed ({', '.join(settings[:2])}{more})"
+    changed = [k for k in settings if before.get(k) != now[k]]
+    if changed:
+        more = ", ..." if len(changed) > 2 else ""
+        return f"settings changed ({', '.join(changed[:2])}{more})"
     return "run key changed"

@@ -35,19 +35,24 @@ def dry_build(suite: Suite, registry: Registry) -> None:
         constraint = registry.create("constraint", spec.constraint.name, spec.constraint.params)
         batch = 2 * getattr(arch, "batch_multiple", 1)
         z_dim = spec.architecture.z_dim
+        stage = "building the networks"
         try:
             with torch.random.fork_rng(devices=[]), torch.device("cpu"):
                 generator, critic = arch.build(z_dim, tuple(shape), loss.output)
+                stage = f"constraint {spec.constraint.name!r} wrapping the critic"
                 critic = constraint.wrap_critic(critic)
+                stage = "the generator's forward pass under torch.no_grad()"
                 with torch.no_grad():
-                    critic(generator(torch.randn(batch, z_dim)))
+                    fake = generator(torch.randn(batch, z_dim))
+                    stage = "the critic's forward pass under torch.no_grad()"
+                    critic(fake)
         except KeyboardInterrupt:
             raise
         except BaseException as exc:  # plugin code: any failure is this suite's error
             first = (str(exc).strip().splitlines() or [""])[0]
             message = (
                 f"architecture {spec.architecture.name!r} with constraint "
-                f"{spec.constraint.name!r} cannot be built for dataset {spec.dataset.name!r} "
-                f"(samples of shape {tuple(shape)}): {type(exc).__name__}: {first}"
+                f"{spec.constraint.name!r} on dataset {spec.dataset.name!r} (samples of shape "
+                f"{tuple(shape)}): {stage} raised {type(exc).__name__}: {first}"
             )
             raise SuiteError(message, file=suite.path, field=field) from None

@@ -9,7 +9,9 @@ this process (``jobs=1``), in a local worker process (``jobs=N``) or as a Ray ta
 from __future__ import annotations
 
 import contextlib
+import multiprocessing
 import signal
+import sys
 import threading
 import traceback
 from collections.abc import Callable, Iterator
@@ -106,7 +108,7 @@ def run_suite(
     check_resources(settings.jobs, settings.threads, settings.executor)
     progress = progress or Progress()
     store.check_writable()
-    parent_id, logged, completed = open_invocation(store, suite)
+    logged, completed = read_logged(store, suite)
     trained = [s for s in suite.runs if decide(s, completed, settings.rerun) == "train"]
     if settings.jobs is None:
         settings = replace(settings, jobs=default_jobs(len(trained), settings.device))
@@ -119,13 +121,28 @@ def run_suite(
         if decide(spec, completed, settings.rerun) == "skip":
             outcomes[spec.run_key] = Outcome(spec, "skipped", dict(completed[spec.run_key].metrics))
             progress.run_ended(outcomes[spec.run_key])
+    if trained:  # an invocation that trains nothing leaves no parent run behind
+        train_all(suite, trained, registry, store, settings, progress, outcomes)
+    return [outcomes[spec.run_key] for spec in suite.runs]
+
+
+def train_all(suite, trained, registry, store, settings, progress, outcomes) -> None:
+    """Open the invocation's parent run, train ``trained`` into ``outcomes`` as the runs
+    end, and close the parent with how it went; a store that refuses a write is one line."""
+    try:
+        parent_id = store.start_suite(suite)
+    except Exception as exc:
+        store.end_suite(None, "failed")
+        raise storage_error(exc, store.uri) from None
     jobs = [Job(store.uri, parent_id, spec, settings) for spec in trained]
     status = "finished"
     try:
         with contextlib.closing(execute(jobs, store, registry, settings, progress)) as results:
             for outcome in results:
+                Interrupts.check()
                 outcomes[outcome.spec.run_key] = outcome
                 progress.run_ended(outcome)
+        Interrupts.check()
     except KeyboardInterrupt:
         status = "interrupted"
         raise
@@ -136,22 +153,21 @@ def run_suite(
         raise storage_error(exc, store.uri) from None
     finally:
         store.end_suite(parent_id, status)
-    return [outcomes[spec.run_key] for spec in suite.runs]
 
 
-def open_invocation(store: Store, suite: Suite) -> tuple[str, list, dict]:
-    """Open the invocation's parent run and read the suite's logged runs: (parent id, the
-    experiment's runs, the completed ones by run key); sweeps away dead processes' leftovers.
-    A store that refuses is one line."""
+def read_logged(store: Store, suite: Suite) -> tuple[list, dict]:
+    """The suite's logged runs and the completed ones by run key; closes dead invocations'
+    parent runs and sweeps away what dead processes left behind. A store that refuses is one
+    line."""
     try:
-        parent_id = store.start_suite(suite)
-        logged = store.child_runs(store.experiment_id(suite.config.name))
+        experiment_id = store.experiment_id(suite.config.name)
+        store.close_dead_invocations(experiment_id)
+        logged = store.child_runs(experiment_id)
         completed, _ = store.existing_runs(logged)
         store.sweep(completed)
     except Exception as exc:
-        store.end_suite(None, "failed")
         raise storage_error(exc, store.uri) from None
-    return parent_id, logged, completed
+    return logged, completed
 
 
 def execute(
@@ -246,15 +262,24 @@ class Interrupts:
     :meth:`watch` is active (``harness run`` in its main process) a SIGINT is counted, and a
     KeyboardInterrupt with none counted fails only its run; elsewhere (library use, worker
     processes) every KeyboardInterrupt counts as Ctrl-C. SIGTERM (a scheduler's time limit)
-    is watched too and stops the suite the same way; :attr:`terminated` says it came."""
+    is watched too: it is passed on to the worker processes and stops the suite the same way;
+    :attr:`terminated` says it came."""
 
     watching = False
     signals = 0
     terminated = False
+    lost = False  # a KeyboardInterrupt that landed in a finalizer, where Python drops it
 
     @classmethod
     def real(cls) -> bool:
         return not cls.watching or cls.signals > 0
+
+    @classmethod
+    def check(cls) -> None:
+        """Raise the KeyboardInterrupt a signal meant, if Python dropped it."""
+        if cls.lost:
+            cls.lost = False
+            raise KeyboardInterrupt
 
     @classmethod
     @contextlib.contextmanager
@@ -266,15 +291,26 @@ class Interrupts:
 
         def count(signum, frame):
             cls.signals += 1
-            cls.terminated = cls.terminated or signum == signal.SIGTERM
+            if signum == signal.SIGTERM:
+                cls.terminated = True
+                for child in multiprocessing.active_children():  # workers end their runs
+                    child.terminate()
             signal.default_int_handler(signum, frame)  # raises KeyboardInterrupt
 
+        def unraisable(event):
+            if issubclass(event.exc_type, KeyboardInterrupt):
+                cls.lost = True  # raised again at the next check(), quietly
+            else:
+                hook(event)
+
+        hook, sys.unraisablehook = sys.unraisablehook, unraisable
         before = signal.signal(signal.SIGTERM, count)
         signal.signal(signal.SIGINT, count)
-        cls.watching, cls.signals, cls.terminated = True, 0, False
+        cls.watching, cls.signals, cls.terminated, cls.lost = True, 0, False, False
         try:
             yield
         finally:
             cls.watching = False
             signal.signal(signal.SIGINT, signal.default_int_handler)
             signal.signal(signal.SIGTERM, before)
+            sys.unraisablehook = hook

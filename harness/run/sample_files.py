@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import os
 import stat
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,9 @@ def read_samples(path: str | Path, sample_shape: tuple[int, ...]) -> np.ndarray 
                 return archive[name]
         if suffix in (".pt", ".pth"):
             _check_zip_size(path)
-            data = torch.load(path, map_location="cpu", weights_only=True)
+            with warnings.catch_warnings():  # torch's notes on what it checks: not the user's
+                warnings.simplefilter("ignore")
+                data = torch.load(path, map_location="cpu", weights_only=True)
             return data if isinstance(data, Tensor) else _one_array(path, data)
     except HarnessError:
         raise

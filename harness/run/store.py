@@ -485,19 +485,12 @@ class Store:
 
     # --- invocations and runs, written ---------------------------------------------------
 
-    def start_suite(self, suite: Suite) -> str:
-        """Create the parent run, with the suite YAML and resolved config as artifacts.
-
-        The invocation holds a lock (``<id>.invocation``, its id in the parent's
-        ``harness.invocation`` tag) from before the parent exists until :meth:`end_suite`.
-        Parent runs still RUNNING whose lock is free belong to dead invocations: they are
-        closed as KILLED; those of live ones are left alone. (On a server store the locks are
-        local files: a parent opened on another host is never closed here.)
-        """
-        experiment_id = self.experiment_id(suite.config.name)
-        free_stale(self.checkpoint_dir, "*.invocation")  # of dead invocations
-        invocation = uuid.uuid4().hex
-        self.invocation = claim(self.checkpoint_dir / f"{invocation}.invocation", wait=True)
+    def close_dead_invocations(self, experiment_id: str) -> None:
+        """Close, as KILLED, the parent runs still RUNNING whose invocation's lock is free (its
+        process died), and delete dead invocations' lock files; those of live ones are left
+        alone. (On a server store the locks are local files: a parent opened on another host
+        is never closed here.)"""
+        free_stale(self.checkpoint_dir, "*.invocation")
         stale = self.client.search_runs(
             [experiment_id],
             filter_string=f"tags.`{KIND}` = 'suite' and attributes.status = 'RUNNING'",
@@ -512,6 +505,18 @@ class Store:
             if dead is not None:
                 with dead:
                     self.client.set_terminated(run.info.run_id, "KILLED")
+
+    def start_suite(self, suite: Suite) -> str:
+        """Create the parent run, with the suite YAML and resolved config as artifacts.
+
+        The invocation holds a lock (``<id>.invocation``, its id in the parent's
+        ``harness.invocation`` tag) from before the parent exists until :meth:`end_suite`, so
+        that :meth:`close_dead_invocations` of a later invocation can tell a live one's parent
+        from a dead one's.
+        """
+        experiment_id = self.experiment_id(suite.config.name)
+        invocation = uuid.uuid4().hex
+        self.invocation = claim(self.checkpoint_dir / f"{invocation}.invocation", wait=True)
         run = self.client.create_run(
             experiment_id,
             run_name=f"{suite.config.name}" + (f"-{suite.profile}" if suite.profile else ""),

@@ -10,6 +10,7 @@ import logging
 import math
 import random
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,8 +81,10 @@ def compile_or_eager(generator, critic, trial: Callable) -> tuple[torch.nn.Modul
     (compilation is lazy: this is where it fails). On any failure, say so in one line and
     return the eager networks."""
     try:
-        compiled = torch.compile(generator), torch.compile(critic)
-        trial(*compiled)
+        with warnings.catch_warnings():  # the compiler's notes (CUDA_HOME, ...): one line below
+            warnings.simplefilter("ignore")
+            compiled = torch.compile(generator), torch.compile(critic)
+            trial(*compiled)
         return compiled
     except Exception as exc:  # compilers fail in many ways; eager always works
         while (inner := getattr(exc, "inner_exception", None) or exc.__cause__) is not None:

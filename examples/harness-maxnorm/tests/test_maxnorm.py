@@ -1,6 +1,7 @@
 import pytest
 import torch
 from harness_maxnorm import MaxNorm
+from harness_maxnorm.normalized import GradientNormalization
 
 from harness.testing import DEVICES, check_constraint
 
@@ -8,6 +9,7 @@ from harness.testing import DEVICES, check_constraint
 @pytest.mark.parametrize("device", DEVICES)
 def test_contract(device):
     check_constraint(MaxNorm, device=device, c=0.5)
+    check_constraint(GradientNormalization, device=device)
 
 
 def test_rows_end_within_c():
