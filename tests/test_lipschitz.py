@@ -153,3 +153,28 @@ def test_upper_bound_is_at_least_the_product_of_exact_norms_on_a_small_dcgan_cri
     product = torch.tensor(exact).prod().item()
     assert len(norms) == 4
     assert product <= lipschitz_upper_bound(norms) <= 1.3 * product
+
+
+class DividesByItsGradient(nn.Module):
+    """A third party's wrapper: f(x) / ‖∇f(x)‖, whose slope no product of layer norms bounds."""
+
+    def __init__(self, critic):
+        super().__init__()
+        self.critic = critic
+
+    def forward(self, x):
+        with torch.enable_grad():
+            x = x if x.requires_grad else x.detach().requires_grad_(True)
+            f = self.critic(x)
+            (grad,) = torch.autograd.grad(f.sum(), x, create_graph=torch.is_grad_enabled())
+        return f / (grad.flatten(1).norm(dim=1) + 1e-3)
+
+
+def test_the_upper_bound_is_certified_only_for_modules_it_knows():
+    torch.manual_seed(0)
+    critic = nn.Sequential(nn.Linear(2, 16), nn.ReLU(), nn.Linear(16, 1), nn.Flatten(0))
+    x = torch.randn(256, 2)
+    assert "lipschitz_upper_bound" in lipschitz_diagnostics(critic, x, x.flip(0))
+    wrapped = lipschitz_diagnostics(DividesByItsGradient(critic), x, x.flip(0))
+    assert "lipschitz_upper_bound" not in wrapped  # its layers' product would claim a bound
+    assert wrapped["lipschitz_lower_bound"] > 0

@@ -236,8 +236,8 @@ def test_robustness_table_on_known_values():
     assert a["best_of_1"] == pytest.approx((7 + 7 + 3 + 8) / 4)
     assert a["best_of_4"] == 8
     assert a["best_of_2"] == pytest.approx(expected_best([7, 7, 3, 8], 2))
-    # b: A 5, B 1, C 3; D has a diverged seed: best over values (8) but it does not train
-    assert (b["best_setting"], b["best"], b["median"], b["trains"]) == ("D", 8, 3, 0.75)
+    # b: A 5, B 1, C 3; D has a diverged seed: it does not train, so it is not the best
+    assert (b["best_setting"], b["best"], b["median"], b["trains"]) == ("A", 5, 3, 0.75)
     assert b["covers_90"] == 0.25  # D's usable seed covers all 8
     assert b["best_of_1"] == -math.inf and b["best_of_4"] == 5
     low = robustness(synthetic(), "w1_exact", {"w1_exact": "min"})
@@ -338,3 +338,15 @@ def test_mnist_sweep_smoke_profile_trains(tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert result.output.count("finished") >= 6  # 3 strategies × settings A, B
+
+
+def test_the_best_setting_is_one_that_trains():
+    frame = pd.DataFrame(
+        [
+            {"strategy": "s", "setting": "A", "seed": 0, "status": "finished", "m": 4.0},
+            {"strategy": "s", "setting": "B", "seed": 0, "status": "finished", "m": 10.0},
+            {"strategy": "s", "setting": "B", "seed": 1, "status": "diverged", "m": 10.0},
+        ]
+    )
+    table = robustness(frame, "m", {"m": "max"})
+    assert table.loc["s", "best_setting"] == "A" and table.loc["s", "best"] == 4.0

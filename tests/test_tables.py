@@ -7,7 +7,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
-from harness.analysis import tables
+from harness.analysis import tables, verdicts
 from harness.cli import app
 
 DIRECTIONS = {"fid_mnist": "min", "modes_covered": "max"}
@@ -87,15 +87,13 @@ def test_formats_round_trip(store):
 def test_compare_verdicts(store):
     frame = tables.load_runs(store[0], "synthetic")
     known = DIRECTIONS | {"same": "min", "lucky": "max"}
-    out = tables.compare(frame, "a", "b", ["fid_mnist", "same", "lucky"], known)
-    assert (
-        out.loc["fid_mnist", "verdict"] == "a better" and out.loc["fid_mnist", "difference"] == -8.0
-    )
-    assert out.loc["fid_mnist", "ci95_high"] < 0
-    assert out.loc["same", "verdict"] == "cannot separate with 3 seeds"
+    out = verdicts.compare(frame, "a", "b", ["fid_mnist", "same", "lucky"], known)
+    assert out.loc["fid_mnist", "verdict"] == "separates: a better"
+    assert out.loc["fid_mnist", "difference"] == -8.0 and out.loc["fid_mnist", "ci95_high"] < 0
+    assert out.loc["same", "verdict"] == "no difference"
     # the bootstrap interval of [1, 1, 5] excludes 0, but three seeds are too few to tell
     assert out.loc["lucky", "ci95_low"] > 0 and out.loc["lucky", "p_value"] > 0.05
-    assert out.loc["lucky", "verdict"] == "cannot separate with 3 seeds"
+    assert out.loc["lucky", "verdict"] == "cannot separate"
 
 
 def test_cli_table_and_errors(store):

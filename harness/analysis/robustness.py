@@ -82,7 +82,8 @@ def robustness(
     directions: dict[str, str],
     modes: int | None = None,
 ) -> pd.DataFrame:
-    """Per strategy over its settings: the best setting and its value, median and IQR of the
+    """Per strategy over its settings: the best setting that trained and its value (a setting
+    with a diverged or failed run is the worst, as in the budgets), median and IQR of the
     settings that trained, the share that train and that cover ≥ 90 % of ``modes``, and the
     expected best value within budgets of k random settings (columns ``best_of_k``)."""
     if metric not in frame:
@@ -99,9 +100,9 @@ def robustness(
         values = group["value"]
         trained = values[group["trains"]].dropna()
         row = {"strategy": strategy, "settings": len(group)}
-        if values.notna().any():
-            at = values.idxmax() if direction == "max" else values.idxmin()
-            row["best_setting"], row["best"] = group.at[at, "setting"] or "–", values[at]
+        if len(trained):  # the best of the settings that train: a diverged one is the worst
+            at = trained.idxmax() if direction == "max" else trained.idxmin()
+            row["best_setting"], row["best"] = group.at[at, "setting"] or "–", trained[at]
         else:
             row["best_setting"], row["best"] = "–", np.nan
         row["median"] = trained.median() if len(trained) else np.nan

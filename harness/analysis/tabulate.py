@@ -4,7 +4,7 @@ sweep setting, or the robustness view over settings, or two strategies compared.
 from __future__ import annotations
 
 from harness.analysis import robustness as views
-from harness.analysis import tables
+from harness.analysis import tables, verdicts
 from harness.analysis.tables import Source
 from harness.core.errors import HarnessError
 from harness.core.registry import Registry
@@ -34,7 +34,7 @@ def table_text(
         result = views.robustness(frame, name, known, views.modes_of(frame))
         return views.render(result, name, known[name], fmt)
     if compare:
-        return tables.compare(frame, *compare, chosen, known).to_string() + "\n"
+        return verdicts.render(verdicts.compare(frame, *compare, chosen, known), *compare, fmt)
     if by == "setting":
         result = views.by_setting(frame, chosen, known)
     else:

@@ -6,7 +6,9 @@ contains the layer, computed exactly by FFT)."""
 
 from __future__ import annotations
 
+import logging
 import math
+from functools import lru_cache
 from typing import NamedTuple
 
 import torch
@@ -15,6 +17,7 @@ from torch import Tensor, nn
 
 from harness.core.parts import critic_pack
 
+log = logging.getLogger("harness")
 ROUNDING_MARGIN = 1e-9  # relative; float64 SVD/FFT errors are ~1e-13 at these sizes
 
 
@@ -219,6 +222,52 @@ def layer_spectral_norms(critic: nn.Module, example: Tensor, n_iter: int = 100) 
     return out
 
 
+HARNESS_MODULES = {  # built-in modules that compose their layers in sequence, 1-Lipschitz between
+    "harness.builtins.architecture_nets.Critic",
+    "harness.builtins.pacgan_nets.Maxout",
+    "harness.builtins.pacgan_nets.MaxoutCritic",
+    "harness.builtins.packing.packed.<locals>.Packed",
+    "harness.builtins.orthogonal_layers.Bjorck",
+    "harness.builtins.orthogonal_layers.GroupSort",
+}
+
+
+def unknown_module(critic: nn.Module) -> str | None:
+    """The first module of ``critic`` the product bound does not cover (None when it covers
+    them all): the layers it measures (Linear, Conv2d, ConvTranspose2d), 1-Lipschitz maps
+    (ReLU, LeakyReLU with slope ≤ 1, Tanh, Flatten, ...), torch's weight parametrizations
+    (spectral norm, ...) and the built-ins' sequential containers. A module of another type
+    (a third party's wrapper) may compute anything, e.g. divide by its own input gradient."""
+    from torch.nn.utils.parametrizations import _SpectralNorm
+    from torch.nn.utils.parametrize import ParametrizationList
+
+    known = (nn.Sequential, nn.Linear, nn.Conv2d, nn.ConvTranspose2d, nn.ReLU, nn.Tanh)
+    known += (nn.Flatten, nn.Unflatten, nn.Identity, nn.ModuleDict, ParametrizationList)
+    known += (_SpectralNorm,)
+    for module in critic.modules():
+        cls = type(module)
+        name = f"{cls.__module__}.{cls.__qualname__}"
+        if cls in known or name in HARNESS_MODULES:
+            continue
+        if cls is nn.LeakyReLU and abs(module.negative_slope) <= 1:
+            continue
+        if cls.__module__ == "torch.nn.utils.parametrize" and cls.__name__.startswith(
+            "Parametrized"
+        ):  # a layer with a parametrized weight: its bound is taken on the weight it uses
+            continue
+        return cls.__qualname__
+    return None
+
+
+@lru_cache(maxsize=64)
+def _say_uncertified(name: str) -> None:
+    log.warning(
+        "lipschitz: no certified upper bound for a critic holding %s, a module the bound does "
+        "not know (lipschitz_upper_bound is left out; the gradient norms and lower bound stand)",
+        name,
+    )
+
+
 def lipschitz_upper_bound(norms: list[LayerNorm]) -> float:
     """Product of the layers' certified norm bounds: an upper bound for sequential critics
     whose activations are 1-Lipschitz (ReLU, LeakyReLU, GroupSort), not for residual ones."""
@@ -239,7 +288,11 @@ def lipschitz_diagnostics(critic: nn.Module, real: Tensor, fake: Tensor, seed: i
             critic, torch.cat([real, fake]), gen=gen
         )
         norms = layer_spectral_norms(critic, real)
-        out["lipschitz_upper_bound"] = lipschitz_upper_bound(norms)
+        unknown = unknown_module(critic)
+        if unknown is None:
+            out["lipschitz_upper_bound"] = lipschitz_upper_bound(norms)
+        else:
+            _say_uncertified(unknown)
         out |= {f"sigma_{n.name}": n.operator for n in norms}
         out |= {f"sigma_reshaped_{n.name}": n.reshaped for n in norms}
     finally:
