@@ -407,7 +407,10 @@ def report(
         )
     except HarnessError as exc:
         fail(exc)
-    console.print(f"wrote {page} (figures as PNG, table.md, table.csv, runs.csv beside it)")
+    console.print(
+        f"wrote {page} (figures as PNG, table.md, table.csv, runs.csv, curves.csv, "
+        "invocations.csv beside it)"
+    )
 
 
 @app.command("list")
@@ -466,6 +469,46 @@ def new_plugin(
     console.print(f"wrote {kind} {name} as a package:", highlight=False)
     for line in [*map(str, files), "then:", *scaffold.next_steps(files[0].parent)]:
         console.print(line if line == "then:" else f"  {line}", highlight=False, soft_wrap=True)
+
+
+docs_app = typer.Typer(
+    help="The numbers of README.md and results/*.md, generated from the results' CSV files."
+)
+app.add_typer(docs_app, name="docs")
+DocsPaths = Annotated[
+    list[Path] | None,
+    typer.Argument(metavar="FILES", help="Markdown files (default: README.md and results/*.md)."),
+]
+
+
+@docs_app.command("build")
+def docs_build(files: DocsPaths = None):
+    """Rewrite every generated section (<!-- harness: KIND FOLDER ... -->) from the data."""
+    from harness.analysis import docs
+
+    root = Path.cwd()
+    try:
+        changed = docs.build(files or docs.default_paths(root), root)
+    except HarnessError as exc:
+        fail(exc)
+    for section in changed:
+        console.print(f"rebuilt {escape(str(section))}", highlight=False, soft_wrap=True)
+    console.print(f"{len(changed)} section(s) changed")
+
+
+@docs_app.command("check")
+def docs_check(files: DocsPaths = None):
+    """Exit 1 naming the first generated section that differs from what the data gives."""
+    from harness.analysis import docs
+
+    root = Path.cwd()
+    try:
+        stale = docs.check(files or docs.default_paths(root), root)
+    except HarnessError as exc:
+        fail(exc)
+    if stale is not None:
+        fail(HarnessError(f"{stale}: differs from its data (harness docs build rewrites it)"), 1)
+    console.print("every generated section matches its data")
 
 
 data_app = typer.Typer(help="Get data suites read from --data-dir (explicit, opt-in downloads).")

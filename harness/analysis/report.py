@@ -37,7 +37,7 @@ from harness.analysis.tables import Source
 from harness.core.errors import HarnessError
 from harness.core.registry import Registry
 from harness.core.version import __version__
-from harness.run.store import Store
+from harness.run.store import VERSION, Store
 
 
 @dataclass
@@ -52,6 +52,8 @@ class Report:
     note: str
     counts: pd.DataFrame
     figures: list[Figure]
+    curves: pd.DataFrame  # every metric logged at more than one step, per run
+    invocations: pd.DataFrame  # the invocations that trained the runs: when, how long
 
 
 def write_report(source: Source, out: Path) -> Path:
@@ -64,6 +66,7 @@ def write_report(source: Source, out: Path) -> Path:
     frame = tables.load(source)
     known = Registry().directions()
     metrics = tables.default_metrics(frame, known)
+    store = Store.reader(source.tracking_uri)
     report = Report(
         source,
         frame,
@@ -72,7 +75,9 @@ def write_report(source: Source, out: Path) -> Path:
         tables.aggregate(frame, metrics, known),
         tables.footnote(frame, metrics),
         status_counts(frame),
-        make_figures(Store.reader(source.tracking_uri), frame, metrics, known),
+        make_figures(store, frame, metrics, known),
+        curves(store, frame),
+        invocations(store, source.name, frame),
     )
     try:
         return write_files(report, out)
@@ -94,6 +99,8 @@ def write_files(report: Report, out: Path) -> Path:
     )
     (out / "table.csv").write_text(tables.render(report.table, metrics, known, "csv", note))
     frame.to_csv(out / "runs.csv", index=False)
+    report.curves.to_csv(out / "curves.csv", index=False)
+    report.invocations.to_csv(out / "invocations.csv", index=False)
     page = out / "report.html"
     page.write_text(
         render_page(
@@ -107,6 +114,51 @@ def write_files(report: Report, out: Path) -> Path:
         )
     )
     return page
+
+
+def curves(store: Store, frame: pd.DataFrame) -> pd.DataFrame:
+    """Long frame (run_key, strategy, setting, seed, metric, step, value) of every metric a
+    run logged at more than one step: its value at each evaluation or logging point."""
+    rows = []
+    metrics = [c for c in frame.columns if pd.api.types.is_float_dtype(frame[c])]
+    for run in frame.to_dict("records"):
+        for metric in [m for m in metrics if pd.notna(run.get(m))]:
+            history = store.metric_history(run["run_id"], metric)
+            if len(history) > 1:
+                key = (run["run_key"], run["strategy"], run["setting"], run["seed"], metric)
+                rows += [(*key, step, value) for step, value in history]
+    columns = ["run_key", "strategy", "setting", "seed", "metric", "step", "value"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def invocations(store: Store, experiment: str, frame: pd.DataFrame) -> pd.DataFrame:
+    """The invocations (parent runs) whose sessions trained the runs shown: profile, harness
+    version, git commit, start and end (UTC) and wall seconds, and how many of the runs shown
+    each ran."""
+    runs = frame["invocation"].value_counts()
+    rows = [
+        {
+            "invocation": p.id,
+            "profile": p.tags.get("profile", ""),
+            "harness_version": p.tags.get(VERSION, ""),
+            "git_commit": p.tags.get("git_commit", ""),
+            "start": _utc(p.start_time),
+            "end": _utc(p.end_time),
+            "wall_seconds": (p.end_time - p.start_time) / 1000 if p.end_time else float("nan"),
+            "state": p.state,
+            "runs": int(runs.get(p.id, 0)),
+        }
+        for p in store.invocations(experiment)
+        if p.id in runs.index
+    ]
+    columns = ["invocation", "profile", "harness_version", "git_commit", "start", "end"]
+    return pd.DataFrame(rows, columns=[*columns, "wall_seconds", "state", "runs"])
+
+
+def _utc(ms: int | None) -> str:
+    if ms is None:
+        return ""
+    return datetime.datetime.fromtimestamp(ms / 1000, datetime.UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def make_figures(

@@ -18,7 +18,16 @@ from scipy import stats
 from harness.analysis.currency import current_checker
 from harness.analysis.summary import SHOWN
 from harness.core.errors import HarnessError
-from harness.run.store import PROTOCOL, SWEEP, VERSION, Store, StoredRun, default_tracking_uri
+from harness.run.store import (
+    IDENTITY,
+    PROTOCOL,
+    PROVENANCE,
+    SWEEP,
+    VERSION,
+    Store,
+    StoredRun,
+    default_tracking_uri,
+)
 from harness.run.suite_file import experiment_name
 
 OK = ("finished", "skipped")  # usable: in the means
@@ -104,11 +113,9 @@ def load_runs(
             "setting": r.setting,
             "status": r.status,
             "run_id": r.id,
-            **{
-                k: v
-                for k, v in r.params.items()
-                if k in PROTOCOL_PARAMS or k == VERSION or k.startswith(SWEEP)
-            },
+            "run_key": r.run_key,
+            "invocation": r.resumed_by or r.parent,  # the parent run of its last session
+            **{k: v for k, v in r.params.items() if kept_param(k)},
             **r.metrics,
         }
         for r in runs
@@ -117,6 +124,18 @@ def load_runs(
     frame = frame.reset_index(drop=True)
     frame.attrs.update(older=older, protocol=chosen, others=others)
     return frame
+
+
+def kept_param(param: str) -> bool:
+    """The params a row of a table's frame keeps: what the numbers mean (protocol, dataset,
+    budget), the harness version and each part's code identity, the machine (provenance) and a
+    sweep's values."""
+    return (
+        param in PROTOCOL_PARAMS
+        or param in PROVENANCE
+        or param == VERSION
+        or param.startswith((SWEEP, IDENTITY))
+    )
 
 
 def select_protocol(

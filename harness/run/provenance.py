@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import torch
 
 from harness.evaluation.evaluator import evaluation_protocol
+from harness.run.store import PROVENANCE
 
 DEFAULT_THREADS = 1  # torch intra-op threads per run, whatever --jobs is
 
@@ -33,13 +34,14 @@ def provenance(device: torch.device) -> dict[str, str]:
     name = str(device)
     if device.type == "cuda":
         name += f" ({torch.cuda.get_device_name(device)})"
-    return {
-        "torch_version": str(torch.__version__),
-        "device": name,
-        "torch_threads": str(torch.get_num_threads()),
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "python_version": platform.python_version(),
-    }
+    values = (
+        str(torch.__version__),
+        name,
+        str(torch.get_num_threads()),
+        torch.backends.cpu.get_cpu_capability(),
+        platform.python_version(),
+    )
+    return dict(zip(PROVENANCE, values, strict=True))
 
 
 def run_provenance(spec, registry, device: torch.device) -> dict[str, str]:

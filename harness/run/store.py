@@ -52,6 +52,7 @@ PROTOCOL = "eval_protocol"
 IDENTITY = "identity."  # identity.KIND.NAME: each part's code (harness.core.identity)
 SWEEP = "sweep."  # sweep.PATH: a setting's values
 PLUGINS = "plugins"  # the suite-local plugin modules a run imported, as JSON
+PROVENANCE = ("torch_version", "device", "torch_threads", "cpu_capability", "python_version")
 PARAM_CHARS = 6000  # MLflow's limit on a param value
 
 
@@ -75,6 +76,9 @@ class StoredRun:
     superseded_by: str | None = None
     params: dict[str, str] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    start_time: int | None = None  # ms since the epoch
+    end_time: int | None = None
 
     @classmethod
     def of(cls, run) -> StoredRun:
@@ -95,6 +99,9 @@ class StoredRun:
             superseded_by=tags.get("superseded_by"),
             params=dict(run.data.params),
             metrics=dict(run.data.metrics),
+            tags=dict(tags),
+            start_time=run.info.start_time,
+            end_time=run.info.end_time,
         )
 
 
@@ -374,6 +381,27 @@ class Store:
             ) from None
         records = [StoredRun.of(r) for r in runs]
         return [r for r in records if r.kind in ("run", "score")]
+
+    def invocations(self, experiment: str) -> list[StoredRun]:
+        """The parent runs of an experiment's invocations, oldest first (start and end times,
+        profile, harness version and git commit in their tags)."""
+        try:
+            found = self.client.get_experiment_by_name(experiment)
+            runs = (
+                []
+                if found is None
+                else self.client.search_runs(
+                    [found.experiment_id],
+                    filter_string=f"tags.`{KIND}` = 'suite'",
+                    max_results=50_000,
+                    order_by=["attributes.start_time ASC"],
+                )
+            )
+        except Exception as exc:
+            raise HarnessError(
+                f"tracking store {self.uri} cannot be read: {first_line(exc)}"
+            ) from None
+        return [StoredRun.of(r) for r in runs]
 
     def child_runs(self, experiment_id: str, run_key: str | None = None) -> list[StoredRun]:
         """Every trained run of an experiment (or only ``run_key``'s), oldest first."""

@@ -1,0 +1,194 @@
+"""Numbers in the docs, generated from committed run data: ``harness docs build`` rewrites every
+generated section of README.md and results/*.md from the CSV files of the results folders, and
+``harness docs check`` names the first section whose text differs from what the data gives (a
+hand-edited number, a stale table, a changed ``runs.csv``).
+
+A section is a pair of HTML comments around generated Markdown:
+
+    <!-- harness: table results/mnist_modes metrics=modes_covered,fid_mnist -->
+    ... (generated) ...
+    <!-- /harness -->
+
+Kinds (FOLDER is a results folder holding a report's ``runs.csv``; options are ``key=value``):
+
+- ``table FOLDER [metrics=a,b] [by=setting]`` — mean ± 95 % CI over seeds, runs, bad runs;
+- ``runs FOLDER metrics=a,b`` — one row per run (strategy, setting, seed, the metrics);
+- ``compare FOLDER A B metrics=a,b`` — A against B under the verdict rule
+  (:mod:`harness.analysis.verdicts`), Holm over the metrics listed;
+- ``robustness FOLDER metric=m`` — the robustness view over a sweep's settings;
+- ``made FOLDER`` — how the runs were made: runs, seeds, steps, protocol, harness version and
+  commit, device, torch, CPU, threads, and the invocations' wall time (from ``invocations.csv``).
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from harness.analysis import robustness, tables, verdicts
+from harness.core.errors import HarnessError
+from harness.core.registry import Registry
+
+SECTION = re.compile(r"<!-- harness: (?P<spec>[^>]*?) -->\n(?P<body>.*?)<!-- /harness -->", re.S)
+
+
+@dataclass(frozen=True)
+class Section:
+    path: Path
+    line: int
+    spec: str
+    body: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: {self.spec}"
+
+
+def sections(path: Path) -> list[Section]:
+    text = path.read_text()
+    return [
+        Section(path, text.count("\n", 0, m.start()) + 1, m["spec"].strip(), m["body"])
+        for m in SECTION.finditer(text)
+    ]
+
+
+def render(spec: str, root: Path) -> str:
+    """The generated Markdown of one section (ending in a newline)."""
+    words = shlex.split(spec)
+    kind, args = words[0], [w for w in words[1:] if "=" not in w]
+    options = dict(w.split("=", 1) for w in words[1:] if "=" in w)
+    if not args:
+        raise HarnessError(f"{spec}: name a results folder")
+    folder = root / args[0]
+    frame = read_runs(folder)
+    directions = Registry().directions()
+    metrics = options["metrics"].split(",") if "metrics" in options else None
+    if kind == "table":
+        metrics = metrics or tables.default_metrics(frame, directions)
+        if options.get("by") == "setting":
+            table = robustness.by_setting(frame, metrics, directions)
+        else:
+            table = tables.aggregate(frame, metrics, directions)
+        return tables.render(
+            table, metrics, directions, "markdown", tables.footnote(frame, metrics)
+        )
+    if kind == "runs":
+        return runs_table(frame, metrics or tables.default_metrics(frame, directions))
+    if kind == "compare":
+        a, b = args[1:3]
+        metrics = metrics or tables.default_metrics(frame, directions)
+        return verdicts.render(verdicts.compare(frame, a, b, metrics, directions), a, b)
+    if kind == "robustness":
+        metric = options["metric"]
+        table = robustness.robustness(frame, metric, directions, robustness.modes_of(frame))
+        return robustness.render(table, metric, directions[metric])
+    if kind == "made":
+        return made(frame, folder)
+    raise HarnessError(f"{spec}: unknown kind {kind!r} (table, runs, compare, robustness, made)")
+
+
+def read_runs(folder: Path) -> pd.DataFrame:
+    """A results folder's ``runs.csv`` as the frame tables are made from."""
+    path = folder / "runs.csv"
+    if not path.is_file():
+        raise HarnessError(f"{path}: missing (harness report --out {folder} writes it)")
+    frame = pd.read_csv(path, dtype={"setting": str, "eval_protocol": str})
+    frame["setting"] = frame["setting"].fillna("")
+    for column in frame.columns:  # params read as numbers are shown as they were logged
+        if column in tables.PROTOCOL_PARAMS or column == "harness_version":
+            frame[column] = frame[column].astype(str)
+    return frame
+
+
+def runs_table(frame: pd.DataFrame, metrics: list[str]) -> str:
+    """One row per run, in the frame's order."""
+    sweep = frame["setting"].ne("").any()
+    header = ["strategy", *(["setting"] if sweep else []), "seed", "status", *metrics]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in frame.to_dict("records"):
+        cells = [row["strategy"], *([row["setting"]] if sweep else []), str(row["seed"])]
+        cells += [row["status"]] + [
+            "–" if pd.isna(row.get(m)) else f"{row[m]:.4g}" for m in metrics
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def made(frame: pd.DataFrame, folder: Path) -> str:
+    """How a folder's runs were made, every figure read from its CSV files."""
+
+    def values(column: str) -> str:
+        found = sorted(map(str, frame[column].dropna().unique())) if column in frame else []
+        return ", ".join(found) or "unrecorded"
+
+    seeds = ", ".join(map(str, sorted(frame["seed"].unique())))
+    settings = frame["setting"].replace("", pd.NA).dropna().nunique()
+    lines = [
+        f"- Runs: {len(frame)} ({frame['strategy'].nunique()} strategies"
+        + (f" × {settings} settings" if settings else "")
+        + f"; seeds {seeds}); {int(frame['status'].isin(tables.BAD).sum())} diverged or failed.",
+        f"- Budget: {values('train.steps')} generator steps, batch {values('train.batch_size')}, "
+        f"{values('eval.samples')} evaluation samples; protocol {values('eval_protocol')}.",
+        f"- Code: harness {values('harness_version')}; device {values('device')}, torch "
+        f"{values('torch_version')}, CPU instructions {values('cpu_capability')}, "
+        f"{values('torch_threads')} torch thread(s) per run, Python {values('python_version')}.",
+    ]
+    invocations = folder / "invocations.csv"
+    if invocations.is_file():
+        calls = pd.read_csv(invocations)
+        wall = calls["wall_seconds"].sum()
+        commits = ", ".join(sorted({str(c)[:7] for c in calls["git_commit"].dropna()}))
+        lines.append(
+            f"- Wall time: {_duration(wall)} in {len(calls)} invocation(s) "
+            f"({', '.join(calls['start'].astype(str).str[:10].unique())}; commit {commits})."
+        )
+    if "train_seconds" in frame:
+        lines.append(
+            f"- Training time per run: median {_duration(frame['train_seconds'].median())}, "
+            f"range {_duration(frame['train_seconds'].min())}–"
+            f"{_duration(frame['train_seconds'].max())} (evaluation apart)."
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _duration(seconds: float) -> str:
+    if pd.isna(seconds):
+        return "–"
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return f"{hours} h {minutes:02d} min"
+    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
+
+
+def build(paths: list[Path], root: Path) -> list[Section]:
+    """Rewrite every section of ``paths`` from the data; the sections whose text changed."""
+    changed: list[Section] = []
+    for path in paths:
+        text, parts, last = path.read_text(), [], 0
+        for match in SECTION.finditer(text):
+            fresh = render(match["spec"].strip(), root)
+            if fresh != match["body"]:
+                line = text.count("\n", 0, match.start()) + 1
+                changed.append(Section(path, line, match["spec"].strip(), match["body"]))
+            parts += [text[last : match.start("body")], fresh]
+            last = match.end("body")
+        path.write_text("".join(parts) + text[last:])
+    return changed
+
+
+def check(paths: list[Path], root: Path) -> Section | None:
+    """The first section whose text is not what the data gives, or None."""
+    for path in paths:
+        for section in sections(path):
+            if render(section.spec, root) != section.body:
+                return section
+    return None
+
+
+def default_paths(root: Path) -> list[Path]:
+    """README.md and every results/*.md."""
+    return [root / "README.md", *sorted((root / "results").glob("*.md"))]

@@ -1,0 +1,78 @@
+"""Evidence as code: the numbers of README.md and results/*.md are generated from the results'
+CSV files, and `harness docs check` fails on a hand-edited number or a changed runs.csv."""
+
+from pathlib import Path
+
+import pytest
+from conftest import TOY_SUITE
+from typer.testing import CliRunner
+
+from harness.analysis import docs
+from harness.analysis.report import write_report
+from harness.analysis.tables import Source
+from harness.cli import app
+from harness.run.loading import load_suite
+from harness.run.runner import RunSettings, run_suite
+from harness.run.store import Store
+
+ROOT = Path(__file__).parents[1]
+PAGE = """# Results
+
+<!-- harness: table results/tiny metrics=modes_covered,hq_fraction -->
+<!-- /harness -->
+
+Per run:
+
+<!-- harness: runs results/tiny metrics=modes_covered -->
+<!-- /harness -->
+
+<!-- harness: compare results/tiny wgan-gp bce metrics=modes_covered,reverse_kl -->
+<!-- /harness -->
+
+<!-- harness: made results/tiny -->
+<!-- /harness -->
+"""
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    root = tmp_path_factory.mktemp("project")
+    suite = root / "tiny.yaml"
+    suite.write_text(TOY_SUITE.replace("seeds: [0, 1]", "seeds: [0, 1, 2]"))
+    loaded, registry = load_suite(suite)
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    run_suite(loaded, registry, Store(uri), RunSettings(device="cpu"))
+    write_report(Source(experiment="tiny", uri=uri), root / "results" / "tiny")
+    return root
+
+
+def test_build_then_check_and_a_hand_edit_or_a_changed_csv_fails(project, monkeypatch):
+    page = project / "results" / "README.md"
+    page.write_text(PAGE)
+    assert len(docs.build([page], project)) == 4
+    built = page.read_text()
+    assert "| wgan-gp | 3 | 0 |" in built and "- Runs: 6 (2 strategies; seeds 0, 1, 2)" in built
+    assert docs.check([page], project) is None
+    monkeypatch.chdir(project)
+    assert CliRunner().invoke(app, ["docs", "check", str(page)]).exit_code == 0
+
+    edited = built.replace("| wgan-gp | 3 | 0 |", "| wgan-gp | 4 | 0 |", 1)
+    page.write_text(edited)
+    stale = docs.check([page], project)
+    assert stale is not None and stale.spec.startswith("table results/tiny")
+    result = CliRunner().invoke(app, ["docs", "check", str(page)])
+    assert result.exit_code == 1 and f"{page}:3: table results/tiny" in result.stderr
+
+    page.write_text(built)
+    runs = project / "results" / "tiny" / "runs.csv"
+    original = runs.read_text()
+    runs.write_text(original.replace(",finished,", ",diverged,", 1))
+    try:
+        assert docs.check([page], project) is not None
+    finally:
+        runs.write_text(original)
+
+
+def test_the_repository_docs_match_their_data():
+    stale = docs.check(docs.default_paths(ROOT), ROOT)
+    assert stale is None, f"{stale}: run `uv run harness docs build` and commit the result"
