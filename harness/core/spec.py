@@ -85,9 +85,19 @@ class ArchitectureConfig(PartRef):
 
 
 class TrainConfig(Strict):
-    steps: Count = Field(description="generator steps")
+    steps: Count = Field(
+        description="training steps: n_critic critic, generator_steps generator updates each"
+    )
     batch_size: Annotated[Int, Field(gt=0, le=2**20)] = 64
     n_critic: Annotated[Int, Field(gt=0, le=1000)] = 5
+    generator_steps: Annotated[Int, Field(gt=0, le=1000)] = Field(
+        1, description="generator updates per step, after the critic's (PacGAN's code: 2)"
+    )
+    updates: Literal["alternating", "simultaneous"] = Field(
+        "alternating",
+        description="simultaneous: the last critic update and the first generator update of a "
+        "step are computed from one batch at the same weights, then applied together",
+    )
     log_every: Count = 50
     precision: Literal["fp32", "bf16"] = Field(
         "fp32", description="bf16: autocast the forward passes (changes results: in the run key)"
@@ -108,6 +118,8 @@ class StrategyConfig(Strict):
     optimizer: OptimizerConfig | None = None
     n_critic: Annotated[Int, Field(gt=0, le=1000)] | None = None
     batch_size: Annotated[Int, Field(gt=0, le=2**20)] | None = None
+    generator_steps: Annotated[Int, Field(gt=0, le=1000)] | None = None
+    updates: Literal["alternating", "simultaneous"] | None = None
     architecture: dict[str, Any] = Field(  # e.g. PacGAN's {pack: 4} for this strategy only
         default_factory=dict, description="architecture parameters this strategy overrides"
     )
@@ -155,6 +167,9 @@ class SuiteConfig(Strict):
         return seeds
 
 
+TRAIN_DEFAULTS = {"precision": "fp32", "generator_steps": 1, "updates": "alternating"}
+
+
 class RunSpec(BaseModel):
     """One fully-resolved (strategy, seed) run: everything training needs, and its key."""
 
@@ -183,8 +198,9 @@ class RunSpec(BaseModel):
     @property
     def run_key(self) -> str:
         config = self.config
-        if config["train"]["precision"] == "fp32":  # the default: keys made before it existed
-            del config["train"]["precision"]  # stay valid, so finished runs are still skipped
+        for name, default in TRAIN_DEFAULTS.items():  # defaults: keys made before the field
+            if config["train"][name] == default:  # existed stay valid, so finished runs are
+                del config["train"][name]  # still skipped
         for name in ("setting", "sweep"):  # likewise for runs outside a sweep
             if config[name] is None:
                 del config[name]

@@ -152,23 +152,24 @@ def resolve(
     return runs
 
 
+STRATEGY_TRAIN = ("n_critic", "batch_size", "generator_steps", "updates")  # a strategy's own
+
+
 def strategy_pieces(
     config: SuiteConfig, strategy: StrategyConfig, registry: Registry, where: str
 ) -> dict[str, Any]:
     """A strategy's resolved pieces (see :data:`PIECES`) before any sweep: its loss and
     constraint constructed once, its optimiser (the strategy's, else the suite's, else the
-    constraint's paper default), its own critic steps, batch size and architecture parameters."""
+    constraint's paper default), its own critic and generator steps, update order, batch size
+    and architecture parameters."""
     loss, constraint = strategy.loss, strategy.constraint
     registry.create("loss", loss.name, loss.params, field=f"{where}.loss")
     built = registry.create(
         "constraint", constraint.name, constraint.params, field=f"{where}.constraint"
     )
     optimizer = strategy.optimizer or config.optimizer or OptimizerConfig(**built.default_optimizer)
-    train = config.train
-    if strategy.n_critic is not None:
-        train = train.model_copy(update={"n_critic": strategy.n_critic})
-    if strategy.batch_size is not None:
-        train = train.model_copy(update={"batch_size": strategy.batch_size})
+    own = {k: getattr(strategy, k) for k in STRATEGY_TRAIN if getattr(strategy, k) is not None}
+    train = config.train.model_copy(update=own)
     arch = config.architecture
     if strategy.architecture:
         arch = ArchitectureConfig.model_validate(

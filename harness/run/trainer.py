@@ -1,4 +1,5 @@
-"""One readable training loop: n_critic critic steps per generator step, constraint hooks,
+"""One readable training loop: n_critic critic steps, then generator_steps generator steps
+(alternating, or simultaneous as in PacGAN's code), constraint hooks,
 evaluation every ``eval.every`` generator steps. Seeded, deterministic on CPU, and free of
 per-step host syncs: losses accumulate on the device and are read every ``log_every`` steps."""
 
@@ -23,7 +24,7 @@ import torch
 from harness.core.errors import HarnessError
 from harness.core.parts import Constraint, Loss, Metric
 from harness.core.registry import Registry
-from harness.core.spec import OptimizerConfig, RunSpec
+from harness.core.spec import OptimizerConfig, RunSpec, TrainConfig
 from harness.evaluation.context import Context, evaluate, open_context
 
 log = logging.getLogger("harness")
@@ -199,9 +200,7 @@ def train(
     start, saved_at, window = run.steps, run.steps, Window(device)
 
     for step in range(start + 1, tc.steps + 1):
-        for _ in range(tc.n_critic):
-            critic_out = critic_step(parts, gen, crit, amp, tc.batch_size)
-        loss_g, grad_norm = generator_step(parts, gen, crit, amp, tc.batch_size)
+        critic_out, loss_g, grad_norm = one_step(parts, gen, crit, amp, tc)
         if step == start + 1:
             counter.remove()
             run.passes_per_step = len(forwards)
@@ -318,6 +317,20 @@ def compile_parts(parts: Parts, run: RunResult, amp, sink: MetricsSink):
     return nets
 
 
+def one_step(parts: Parts, gen, crit, amp, tc: TrainConfig):
+    """One training step: ``n_critic`` critic updates, then ``generator_steps`` generator
+    updates; with simultaneous updates the last critic update and the first generator update
+    are one :func:`joint_step`. Returns the last critic step and generator loss and norm."""
+    joint = tc.updates == "simultaneous"
+    for _ in range(tc.n_critic - joint):
+        critic_out = critic_step(parts, gen, crit, amp, tc.batch_size)
+    if joint:
+        critic_out, loss_g, grad_norm = joint_step(parts, gen, crit, amp, tc.batch_size)
+    for _ in range(tc.generator_steps - joint):
+        loss_g, grad_norm = generator_step(parts, gen, crit, amp, tc.batch_size)
+    return critic_out, loss_g, grad_norm
+
+
 def critic_step(parts: Parts, gen, crit, amp, batch_size: int) -> CriticStep:
     """One critic update on a random real batch and a fresh fake batch, then the
     constraint's projection."""
@@ -351,6 +364,34 @@ def generator_step(parts: Parts, gen, crit, amp, batch_size: int):
     parts.opt_g.step()
     parts.critic.requires_grad_(True)
     return loss_g, grad_norm
+
+
+def joint_step(parts: Parts, gen, crit, amp, batch_size: int):
+    """One simultaneous update (PacGAN's grid code): both losses from one real and one fake
+    batch, both gradients at the current weights, then both optimisers step and the
+    constraint projects. Returns the critic step and the generator's loss and gradient norm."""
+    device = parts.data.device
+    real_x = parts.data[torch.randint(0, len(parts.data), (batch_size,), device=device)]
+    with amp:
+        fake_x = gen(torch.randn(batch_size, parts.z_dim, device=device))
+        real_out, fake_out = crit(real_x).float(), crit(fake_x).float()
+        loss_c = parts.loss.critic_loss(real_out, fake_out)
+        penalty = parts.constraint.penalty(parts.critic, real_x, fake_x.detach())
+        if penalty is not None:
+            loss_c = loss_c + penalty
+        loss_g = parts.loss.generator_loss(fake_out)
+    critic_params = [p for p in parts.critic.parameters() if p.requires_grad]
+    gen_params = [p for p in parts.generator.parameters() if p.requires_grad]
+    critic_grads = torch.autograd.grad(loss_c, critic_params, retain_graph=True)
+    gen_grads = torch.autograd.grad(loss_g, gen_params, allow_unused=True)
+    for p, g in zip(critic_params + gen_params, critic_grads + gen_grads, strict=True):
+        p.grad = g
+    grads = [g for g in gen_grads if g is not None]
+    grad_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+    parts.opt_c.step()
+    parts.opt_g.step()
+    parts.constraint.after_critic_step(parts.critic)
+    return CriticStep(loss_c, penalty, real_out, fake_out), loss_g, grad_norm
 
 
 class Window:
