@@ -241,7 +241,10 @@ def suite_summary(path, loaded, profiles: dict | None = None) -> None:
         console.print(
             f"  {spec.strategy}: loss {spec.loss.name}{_params(spec.loss.params)}, "
             f"constraint {spec.constraint.name}{_params(spec.constraint.params)}, "
-            f"{opt.name} lr {opt.lr:g}" + (f" betas {opt.betas}" if opt.betas else "") + swept,
+            f"{opt.name} lr {opt.lr:g}"
+            + (f" betas {opt.betas}" if opt.betas else "")
+            + f", {schedule(spec.train)}"
+            + swept,
             highlight=False,
             soft_wrap=True,
         )
@@ -255,6 +258,12 @@ def suite_summary(path, loaded, profiles: dict | None = None) -> None:
             text = f"  profile {name}: ok — {len(profile.runs)} runs of "
             text += f"{profile.config.train.steps} steps"
         console.print(escape(printable(text)), highlight=False, soft_wrap=True)
+
+
+def schedule(train) -> str:
+    """``critic:generator updates 5:1`` (``, simultaneous`` when they are)."""
+    text = f"critic:generator updates {train.n_critic}:{train.generator_steps}"
+    return text + (", simultaneous" if train.updates == "simultaneous" else "")
 
 
 def _params(params: dict) -> str:

@@ -466,7 +466,7 @@ def _build(make, label: str, z_dim: int, shape, output: str, device, seed: int):
     return built[0].to(device), built[1].to(device)
 
 
-def _check_pair(label, generator, critic, z_dim: int, shape, device) -> Tensor:
+def _check_pair(label, generator, critic, z_dim: int, shape, device, independent=True) -> Tensor:
     z = torch.randn(BATCH, z_dim, device=device)
     x = _call(label, "the generator", generator, z)
     _require(
@@ -485,10 +485,11 @@ def _check_pair(label, generator, critic, z_dim: int, shape, device) -> Tensor:
     _require(bool(out.isfinite().all()), label, "the critic's outputs must be finite")
     part = _call(label, "the critic", critic, x[:2])
     _require(
-        torch.allclose(part, out[:2], rtol=1e-4, atol=1e-5),
+        not independent or torch.allclose(part, out[:2], rtol=1e-4, atol=1e-5),
         label,
         "the critic must treat samples independently (no batch norm): per-sample gradient "
-        "penalties need it",
+        "penalties need it; an architecture whose critic does not declares "
+        "per_sample_critic = False",
     )
     out.mean().backward()
     for role, module in (("generator", generator), ("critic", critic)):
@@ -516,23 +517,24 @@ def check_architecture(
     (N, *data_shape), the critic to (N,) finite values, sample by sample; every parameter gets
     a gradient; building repeats under a seed; and state_dicts load into a fresh build."""
     make, label = _factory(part, Architecture, params)
-    device = torch.device(device)
+    device, independent = torch.device(device), make().per_sample_critic
     shapes = [tuple(data_shape)] if data_shape else [s for s in SHAPES if _accepts(make, s)]
     _require(bool(shapes), label, f"build accepts none of the shapes {SHAPES}; pass data_shape=")
     for i, shape in enumerate(shapes):
         for output in ("score", "logit"):
             pair = _build(make, label, z_dim, shape, output, device, seed=0)
             seed_everything(0)
-            values = _check_pair(label, *pair, z_dim, shape, device)
+            values = _check_pair(label, *pair, z_dim, shape, device, independent)
             if i == 0 and output == "score":
                 _check_repeatable(make, label, pair, values, z_dim, shape, device)
 
 
 def _check_repeatable(make, label, pair, values, z_dim, shape, device) -> None:
+    independent = make().per_sample_critic
     again = _build(make, label, z_dim, shape, "score", device, seed=0)
     seed_everything(0)
     _require(
-        _same(values, _check_pair(label, *again, z_dim, shape, device)),
+        _same(values, _check_pair(label, *again, z_dim, shape, device, independent)),
         label,
         f"build must be deterministic under a seed, but for data shape {shape} two builds "
         "with seed 0 differ",
@@ -542,7 +544,7 @@ def _check_repeatable(make, label, pair, values, z_dim, shape, device) -> None:
         other.load_state_dict(module.state_dict())
     seed_everything(0)
     _require(
-        _same(values, _check_pair(label, *fresh, z_dim, shape, device)),
+        _same(values, _check_pair(label, *fresh, z_dim, shape, device, independent)),
         label,
         "a fresh build loaded with the state_dicts must give the same outputs",
     )

@@ -3,6 +3,7 @@ inside functions and under TYPE_CHECKING too. Imports point down only (import-li
 contract in pyproject.toml), no module takes part in an import circle, nothing inside a layer
 imports the package root, and only the store speaks to MLflow."""
 
+import logging
 import re
 from pathlib import Path
 
@@ -53,7 +54,15 @@ def circles(edges: dict[str, set[str]]) -> list[list[str]]:
 
 
 def test_import_linter_contracts_are_kept(capsys):
-    code = lint_imports(config_filename=str(ROOT / "pyproject.toml"), no_cache=True, no_logo=True)
+    known = logging.Logger.manager.loggerDict.values()
+    loggers = [log for log in known if isinstance(log, logging.Logger) and not log.disabled]
+    try:  # import-linter's dictConfig disables every other logger of this test process
+        code = lint_imports(
+            config_filename=str(ROOT / "pyproject.toml"), no_cache=True, no_logo=True
+        )
+    finally:
+        for log in loggers:
+            log.disabled = False
     out = capsys.readouterr().out
     assert code == 0, out
     assert "Layers: imports point down only KEPT" in out

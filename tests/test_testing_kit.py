@@ -204,7 +204,8 @@ class ShortLabels(Dataset):
             check_architecture,
             BatchNormCritic,
             "architecture BatchNormCritic: the critic must treat samples independently "
-            "(no batch norm): per-sample gradient penalties need it",
+            "(no batch norm): per-sample gradient penalties need it; an architecture whose "
+            "critic does not declares per_sample_critic = False",
         ),
         (
             check_dataset,
@@ -219,6 +220,13 @@ def test_broken_parts_fail_with_a_readable_message(check, part, message):
     with pytest.raises(AssertionError) as exc:
         check(part)
     assert str(exc.value) == message
+
+
+def test_a_batch_norm_critic_that_says_so_passes():
+    class Declared(BatchNormCritic):
+        per_sample_critic = False
+
+    check_architecture(Declared)
 
 
 def test_parameters_go_with_the_class():

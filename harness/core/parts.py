@@ -57,9 +57,15 @@ class Architecture:
 
     ``batch_multiple``: training batches and evaluation sample counts must be multiples of it
     (a PacGAN critic packing k samples scores k at a time: its N outputs are N/k); validated
-    before anything trains."""
+    before anything trains.
+
+    ``per_sample_critic``: the critic scores each sample independently of the others in its
+    batch. A critic with batch norm (PacGAN's DCGAN) sets it False: the testing kit then skips
+    that check, and a suite pairing it with a penalty constraint (per-sample input gradients,
+    as WGAN-GP's) is warned at validation."""
 
     batch_multiple: int = 1
+    per_sample_critic: bool = True
 
     def build(
         self, z_dim: int, data_shape: tuple[int, ...], output: Output

@@ -9,12 +9,14 @@ grid. Nothing here trains or imports torch: ``harness validate`` is this module.
 from __future__ import annotations
 
 import difflib
+import logging
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
 from harness.core.errors import HarnessError, SuiteError
+from harness.core.parts import Constraint
 from harness.core.registry import Registry
 from harness.core.spec import (
     ArchitectureConfig,
@@ -29,6 +31,8 @@ from harness.core.spec import (
 )
 from harness.core.sweeps import Setting, SweepConfig, apply, expand, resolved_values, source_of
 from harness.run.suite_file import read_yaml
+
+log = logging.getLogger("harness")
 
 MAX_RUNS = 500  # a suite expanding to more runs needs --max-runs: guards oversized sweeps
 MAX_RUNS_LIMIT = 100_000  # the most --max-runs allows: every run is resolved in memory
@@ -125,13 +129,14 @@ def resolve(
     metrics = config.metrics or [PartRef(name=n) for n in default_metrics(registry)]
     for i, metric in enumerate(metrics):
         registry.create("metric", metric.name, metric.params, field=f"metrics.{i}")
-    runs = []
+    runs, coupled = [], set()
     for name, strategy in config.strategies.items():
         where = f"strategies.{name}"
         base = strategy_pieces(config, strategy, registry, where)
         for setting, parts in variants(config, name, strategy, base, registry):
             check_batches(registry, parts, where)
             check_shapes(registry, parts)
+            coupled.add(coupled_penalty(registry, parts, where))
             if parts["dataset"] != config.dataset:  # a sweep changed it: check its data too
                 swept = parts["dataset"]
                 built = registry.create("dataset", swept.name, swept.params, field="dataset")
@@ -149,6 +154,8 @@ def resolve(
                 )
                 for seed in config.seeds
             ]
+    for warning in sorted(coupled - {None}):
+        log.warning("%s", warning)
     return runs
 
 
@@ -214,6 +221,20 @@ def check_batches(registry: Registry, parts: dict, field: str) -> None:
                 f"{arch.params} scores batches {k} samples at a time",
                 field=field,
             )
+
+
+def coupled_penalty(registry: Registry, parts: dict, field: str) -> str | None:
+    """A warning when a penalty (per-sample input gradients) meets a critic that couples the
+    samples of a batch (batch norm): the penalty then mixes the samples' gradients."""
+    arch, constraint = parts["architecture"], parts["constraint"]
+    built = registry.create("architecture", arch.name, arch.params, field=field)
+    penalty = registry.create("constraint", constraint.name, constraint.params, field=field)
+    if built.per_sample_critic or type(penalty).penalty is Constraint.penalty:
+        return None
+    return (
+        f"{field}: constraint {constraint.name!r} penalises per-sample gradients, but "
+        f"architecture {arch.name!r}'s critic couples the samples of a batch (batch norm)"
+    )
 
 
 def check_shapes(registry: Registry, parts: dict) -> None:
