@@ -1,6 +1,7 @@
 """The report's figures, each a :class:`harness.analysis.plotting.Figure`: metric curves over
 steps with seed bands, mode coverage and critic gradient norms per strategy, the last sample
-grid and the critic's value surface per strategy. Histories and files come from the store."""
+grid, the critic's value surface and its per-layer gradients and weights per strategy.
+Histories and files come from the store."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from harness.analysis import plotting
 from harness.analysis.plotting import Figure
 from harness.analysis.tables import OK
 from harness.core.errors import HarnessError
+from harness.evaluation import layers
 from harness.evaluation.surface import ARTIFACT_DIR
 from harness.run.store import Store
 
@@ -237,11 +239,7 @@ def last_surfaces(
     """Per strategy, the last value surface of one run (usable runs first, lowest seed):
     (run row, step, arrays)."""
 
-    def arrays(path: Path) -> dict:
-        with np.load(path) as data:
-            return {k: data[k] for k in data.files}
-
-    return last_files(store, frame, ARTIFACT_DIR, ".npz", dest, read=arrays)
+    return last_files(store, frame, ARTIFACT_DIR, ".npz", dest, read=_arrays)
 
 
 def surface_figure(store: Store, frame: pd.DataFrame, colors: dict) -> Figure | None:
@@ -275,3 +273,56 @@ def surface_figure(store: Store, frame: pd.DataFrame, colors: dict) -> Figure | 
         "colour. A packing critic is evaluated on packs of copies of one point.",
         plotting.png(fig),
     )
+
+
+def layers_figure(store: Store, frame: pd.DataFrame, colors: dict) -> Figure | None:
+    """WGAN-GP's Figure 1b–c: the norm of the critic loss's gradient per weight layer (mean
+    over usable seeds, min–max band), and each strategy's weight histogram at its last
+    evaluation; None when no run measured ``layer_gradients``."""
+    usable = frame[frame["status"].isin(OK)]
+    columns = sorted(c for c in usable.columns if c.startswith("grad_norm_layer_"))
+    columns = [c for c in columns if plotting.present(usable, c)]
+    if not columns:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        found = last_files(store, frame, layers.ARTIFACT_DIR, ".npz", Path(tmp), read=_arrays)
+    fig, axes = plotting.grid(1 + len(found), width=4.2, height=3.2, cols=3)
+    depth = np.arange(1, len(columns) + 1)
+    for strategy, group in usable.groupby("strategy", sort=False):
+        norms = group[columns].to_numpy(dtype=float)
+        color = colors.get(strategy)
+        axes[0].plot(depth, np.nanmean(norms, axis=0), color=color, marker="o", ms=3)
+        if len(norms) > 1:
+            low, high = np.nanmin(norms, axis=0), np.nanmax(norms, axis=0)
+            axes[0].fill_between(depth, low, high, color=color, alpha=0.2)
+    if plotting.spread(usable[columns].to_numpy().ravel()):
+        axes[0].set_yscale("log")
+    axes[0].set_xlabel("critic layer (input side first)")
+    plotting.style(axes[0], "‖∂L/∂W‖ per layer")
+    for ax, (run, step, arrays) in zip(axes[1:], found, strict=False):
+        edges, counts = arrays["edges"], arrays["counts"]
+        ax.bar(
+            edges[:-1],
+            counts,
+            width=np.diff(edges),
+            align="edge",
+            color=colors.get(run["strategy"]),
+        )
+        ax.set_yscale("log")
+        plotting.style(ax, f"{run['strategy']} weights\nseed {run['seed']}, step {step}")
+    plotting.legend(fig, colors, [s for s in colors if s in set(usable["strategy"])])
+    return Figure(
+        "layers",
+        "Critic gradients per layer and weight histograms",
+        "Left: the norm of the gradient of the critic's loss (without penalty) with respect to "
+        "each weight layer at the last evaluation, input side first (mean over usable seeds, "
+        "band: min–max); clipping makes it vanish or explode with depth (WGAN-GP Figure 1b). "
+        "Then each strategy's critic weights (one run: the lowest usable seed), log counts: "
+        "clipping piles them up at ±c (Figure 1c).",
+        plotting.png(fig),
+    )
+
+
+def _arrays(path: Path) -> dict:
+    with np.load(path) as data:
+        return {k: data[k] for k in data.files}

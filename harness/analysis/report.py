@@ -26,6 +26,7 @@ from harness.analysis.figures import (
     coverage_figure,
     curves_figure,
     gradient_figure,
+    layers_figure,
     metric_histories,
     samples_figure,
     status_counts,
@@ -173,6 +174,7 @@ def make_figures(
         gradient_figure(usable, colors),
         samples_figure(store, frame, colors),
         surface_figure(store, frame, colors),
+        layers_figure(store, frame, colors),
     ]
     if frame["setting"].ne("").any():  # a sweep: each metric over settings, budget curves
         figures += [
