@@ -29,6 +29,9 @@ Per run:
 <!-- harness: compare results/tiny wgan-gp bce metrics=modes_covered,reverse_kl -->
 <!-- /harness -->
 
+<!-- harness: verdict results/tiny wgan-gp bce metrics=modes_covered,reverse_kl -->
+<!-- /harness -->
+
 <!-- harness: made results/tiny -->
 <!-- /harness -->
 """
@@ -49,8 +52,9 @@ def project(tmp_path_factory):
 def test_build_then_check_and_a_hand_edit_or_a_changed_csv_fails(project, monkeypatch):
     page = project / "results" / "README.md"
     page.write_text(PAGE)
-    assert len(docs.build([page], project)) == 4
+    assert len(docs.build([page], project)) == 5
     built = page.read_text()
+    assert "`wgan-gp` against `bce` (" in built and "Holm-corrected, 3 runs a side): " in built
     assert "| wgan-gp | 3 | 0 |" in built and "- Runs: 6 (2 strategies; seeds 0, 1, 2)" in built
     assert docs.check([page], project) is None
     monkeypatch.chdir(project)

@@ -76,3 +76,17 @@ def test_sweeps_pair_runs_by_setting_and_seed():
     ]
     out = verdicts.compare(pd.DataFrame(rows), "a", "b", ["m"], {"m": "max"})
     assert out.loc["m", "n"] == 6 and out.loc["m", "test"] == "paired exact permutation"
+
+
+def test_the_sentence_groups_metrics_by_the_words_the_rule_grants():
+    frame = runs(
+        {
+            "a": {"up": [10.0, 11.0, 12.0, 13.0], "flat": [1.0, 2.0, 1.0, 2.0]},
+            "b": {"up": [1.0, 1.5, 2.0, 2.0], "flat": [2.0, 1.0, 2.0, 1.0]},
+        }
+    )
+    table = verdicts.compare(frame, "a", "b", ["up", "flat"], {"up": "max", "flat": "max"})
+    assert verdicts.sentence(table, "a", "b") == (
+        "`a` against `b` (2 metrics tested, Holm-corrected, 4 runs a side): "
+        "separates: a better on `up`; cannot separate on `flat`.\n"
+    )

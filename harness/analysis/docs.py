@@ -15,6 +15,8 @@ Kinds (FOLDER is a results folder holding a report's ``runs.csv``; options are `
 - ``runs FOLDER metrics=a,b`` — one row per run (strategy, setting, seed, the metrics);
 - ``compare FOLDER A B metrics=a,b`` — A against B under the verdict rule
   (:mod:`harness.analysis.verdicts`), Holm over the metrics listed;
+- ``verdict FOLDER A B metrics=a,b`` — the same comparison as one sentence, the metrics grouped
+  by the words the rule grants;
 - ``robustness FOLDER metric=m`` — the robustness view over a sweep's settings;
 - ``made FOLDER`` — how the runs were made: runs, seeds, steps, protocol, harness version and
   commit, device, torch, CPU, threads, and the invocations' wall time (from ``invocations.csv``).
@@ -81,13 +83,18 @@ def render(spec: str, root: Path) -> str:
         a, b = args[1:3]
         metrics = metrics or tables.default_metrics(frame, directions)
         return verdicts.render(verdicts.compare(frame, a, b, metrics, directions), a, b)
+    if kind == "verdict":
+        a, b = args[1:3]
+        metrics = metrics or tables.default_metrics(frame, directions)
+        return verdicts.sentence(verdicts.compare(frame, a, b, metrics, directions), a, b)
     if kind == "robustness":
         metric = options["metric"]
         table = robustness.robustness(frame, metric, directions, robustness.modes_of(frame))
         return robustness.render(table, metric, directions[metric])
     if kind == "made":
         return made(frame, folder)
-    raise HarnessError(f"{spec}: unknown kind {kind!r} (table, runs, compare, robustness, made)")
+    kinds = "table, runs, compare, verdict, robustness, made"
+    raise HarnessError(f"{spec}: unknown kind {kind!r} ({kinds})")
 
 
 def read_runs(folder: Path) -> pd.DataFrame:
@@ -104,7 +111,9 @@ def read_runs(folder: Path) -> pd.DataFrame:
 
 
 def runs_table(frame: pd.DataFrame, metrics: list[str]) -> str:
-    """One row per run, in the frame's order."""
+    """One row per run: strategies in the frame's order, then setting and seed."""
+    order = {name: i for i, name in enumerate(dict.fromkeys(frame["strategy"]))}
+    frame = frame.sort_values(["strategy", "setting", "seed"], key=_by(order))
     sweep = frame["setting"].ne("").any()
     header = ["strategy", *(["setting"] if sweep else []), "seed", "status", *metrics]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -115,6 +124,11 @@ def runs_table(frame: pd.DataFrame, metrics: list[str]) -> str:
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _by(order: dict[str, int]):
+    """A sort key: strategies by ``order``, other columns as they are."""
+    return lambda column: column.map(order) if column.name == "strategy" else column
 
 
 def made(frame: pd.DataFrame, folder: Path) -> str:

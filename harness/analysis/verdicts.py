@@ -154,6 +154,20 @@ def verdict(row: pd.Series, a: str, b: str, direction: str | None) -> str:
     return f"separates: {a if a_better else b} better"
 
 
+def sentence(table: pd.DataFrame, a: str, b: str) -> str:
+    """The comparison in one sentence: the metrics grouped by the words the rule grants."""
+    groups: dict[str, list[str]] = {}
+    for metric, row in table.iterrows():
+        groups.setdefault(row["verdict"], []).append(f"`{metric}`")
+    tested = int(table["p_value"].notna().sum())
+    parts = [f"{words} on {', '.join(metrics)}" for words, metrics in groups.items()]
+    runs = int(table["n"].min()) if len(table) else 0
+    return (
+        f"`{a}` against `{b}` ({tested} metric{'s' * (tested != 1)} tested, Holm-corrected, "
+        f"{runs} runs a side): " + "; ".join(parts) + ".\n"
+    )
+
+
 def render(table: pd.DataFrame, a: str, b: str, fmt: str = "markdown") -> str:
     """The comparison as markdown (or csv), with the rule in a footnote."""
     note = (
