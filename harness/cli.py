@@ -259,7 +259,11 @@ def table(
         tuple[str, str] | None, typer.Option(help="Compare two strategies: --compare A B.")
     ] = None,
     by: Annotated[
-        str | None, typer.Option(help="setting: a row per strategy × sweep setting.")
+        str | None,
+        typer.Option(
+            help="setting: a row per strategy × sweep setting (with --compare: the two "
+            "strategies setting by setting, Holm over all of them)."
+        ),
     ] = None,
     robustness: Annotated[
         bool,

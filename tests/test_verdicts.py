@@ -87,6 +87,26 @@ def test_the_sentence_groups_metrics_by_the_words_the_rule_grants():
     )
     table = verdicts.compare(frame, "a", "b", ["up", "flat"], {"up": "max", "flat": "max"})
     assert verdicts.sentence(table, "a", "b") == (
-        "`a` against `b` (2 metrics tested, Holm-corrected, 4 runs a side): "
+        "`a` against `b` (2 comparisons tested, Holm-corrected, 4 runs a side): "
         "separates: a better on `up`; cannot separate on `flat`.\n"
     )
+
+
+def test_setting_by_setting_comparisons_are_corrected_over_the_settings():
+    """Six settings, one clear difference: alone it separates, among six it must survive
+    Holm over all six rows."""
+    rows = []
+    for setting, shift in zip("ABCDEF", [3.0, 0.0, 0.1, -0.1, 0.05, 0.0], strict=True):
+        for seed in range(4):
+            noise = [0.3, -0.2, 0.1, -0.25][seed]
+            for strategy, value in (("a", 5 + shift + noise), ("b", 5.0 + noise / 2)):
+                rows.append(
+                    {"strategy": strategy, "seed": seed, "setting": setting}
+                    | {"status": "finished", "m": value}
+                )
+    frame = pd.DataFrame(rows)
+    table = verdicts.compare(frame, "a", "b", ["m"], {"m": "max"}, by_setting=True)
+    assert list(table.index) == [f"m @ {s}" for s in "ABCDEF"]
+    assert table.loc["m @ A", "p_holm"] == pytest.approx(min(1, 6 * table.loc["m @ A", "p_value"]))
+    assert table.loc["m @ A", "verdict"] == "separates: a better"
+    assert (table.drop("m @ A")["verdict"] != "separates: a better").all()

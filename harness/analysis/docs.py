@@ -13,8 +13,9 @@ Kinds (FOLDER is a results folder holding a report's ``runs.csv``; options are `
 
 - ``table FOLDER [metrics=a,b] [by=setting]`` — mean ± 95 % CI over seeds, runs, bad runs;
 - ``runs FOLDER metrics=a,b`` — one row per run (strategy, setting, seed, the metrics);
-- ``compare FOLDER A B metrics=a,b`` — A against B under the verdict rule
-  (:mod:`harness.analysis.verdicts`), Holm over the metrics listed;
+- ``compare FOLDER A B metrics=a,b [by=setting]`` — A against B under the verdict rule
+  (:mod:`harness.analysis.verdicts`), Holm over the metrics listed (and the settings of a
+  sweep, compared one by one with ``by=setting``);
 - ``verdict FOLDER A B metrics=a,b`` — the same comparison as one sentence, the metrics grouped
   by the words the rule grants;
 - ``robustness FOLDER metric=m`` — the robustness view over a sweep's settings;
@@ -79,14 +80,13 @@ def render(spec: str, root: Path) -> str:
         )
     if kind == "runs":
         return runs_table(frame, metrics or tables.default_metrics(frame, directions))
-    if kind == "compare":
+    if kind in ("compare", "verdict"):
         a, b = args[1:3]
         metrics = metrics or tables.default_metrics(frame, directions)
-        return verdicts.render(verdicts.compare(frame, a, b, metrics, directions), a, b)
-    if kind == "verdict":
-        a, b = args[1:3]
-        metrics = metrics or tables.default_metrics(frame, directions)
-        return verdicts.sentence(verdicts.compare(frame, a, b, metrics, directions), a, b)
+        by_setting = options.get("by") == "setting"
+        table = verdicts.compare(frame, a, b, metrics, directions, by_setting=by_setting)
+        write = verdicts.render if kind == "compare" else verdicts.sentence
+        return write(table, a, b)
     if kind == "robustness":
         metric = options["metric"]
         table = robustness.robustness(frame, metric, directions, robustness.modes_of(frame))

@@ -23,7 +23,8 @@ def table_text(
     """The table of the runs ``source`` names, in ``fmt`` (markdown, csv, latex, html):
     ``metrics`` ("a,b"; default: those the end-of-run table shows), a row per strategy (or per
     strategy × setting with ``by="setting"``); ``robustness`` gives each strategy's spread over
-    a sweep's settings for ``metric`` (default: the first shown); ``compare`` two strategies."""
+    a sweep's settings for ``metric`` (default: the first shown); ``compare`` two strategies
+    (setting by setting with ``by="setting"``, Holm over every metric and setting)."""
     frame = tables.load(source)
     known = Registry().directions()
     chosen = metrics.split(",") if metrics else tables.default_metrics(frame, known)
@@ -34,7 +35,8 @@ def table_text(
         result = views.robustness(frame, name, known, views.modes_of(frame))
         return views.render(result, name, known[name], fmt)
     if compare:
-        return verdicts.render(verdicts.compare(frame, *compare, chosen, known), *compare, fmt)
+        table = verdicts.compare(frame, *compare, chosen, known, by_setting=by == "setting")
+        return verdicts.render(table, *compare, fmt)
     if by == "setting":
         result = views.by_setting(frame, chosen, known)
     else:

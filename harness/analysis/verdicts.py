@@ -14,7 +14,8 @@ seed; strategies with the same runs are paired):
    undefined, because a side (or the paired differences) has no spread — counts that tie, a
    constant gap — an exact permutation test is used instead (sign flips when paired,
    relabellings otherwise); identical values on both sides are *no difference*.
-3. **The correction.** Holm's step-down correction over every metric tested in that table, at
+3. **The correction.** Holm's step-down correction over every comparison tested in that table
+   (each metric, and each sweep setting when a table compares setting by setting), at
    family-wise :data:`ALPHA` = 0.05.
 4. **The words.** *separates* — A or B better — only when the Holm-adjusted p is below 0.05
    and the bootstrap 95 % interval of the difference of means excludes 0; otherwise *cannot
@@ -46,9 +47,11 @@ def compare(
     metrics: list[str],
     directions: dict[str, str],
     usable: tuple[str, ...] = ("finished", "skipped"),
+    by_setting: bool = False,
 ) -> pd.DataFrame:
-    """One row per metric: both means, the difference A − B with its bootstrap 95 % interval,
-    the test and its p, the Holm-adjusted p, and the verdict of the rule above."""
+    """One row per metric (per metric and sweep setting with ``by_setting``, labelled
+    ``metric @ setting``): both means, the difference A − B with its bootstrap 95 % interval,
+    the test and its p, the Holm-adjusted p over every row, and the verdict of the rule above."""
     known = set(frame["strategy"])
     for name in (a, b):
         if name not in known:
@@ -57,12 +60,19 @@ def compare(
             )
     runs = frame[frame["status"].isin(usable)]
     unit = ["setting", "seed"] if "setting" in runs else ["seed"]
-    side = {s: runs[runs["strategy"] == s].set_index(unit) for s in (a, b)}
-    rows = [test_metric(side[a], side[b], metric) for metric in metrics]
+    settings = sorted(frame["setting"].unique()) if by_setting else [None]
+    rows, ways = [], []
+    for setting in settings:
+        part = runs if setting is None else runs[runs["setting"] == setting]
+        side = {s: part[part["strategy"] == s].set_index(unit) for s in (a, b)}
+        for metric in metrics:
+            label = metric if setting is None else f"{metric} @ {setting}"
+            rows.append(test_metric(side[a], side[b], metric) | {"metric": label})
+            ways.append(directions.get(metric))
     table = pd.DataFrame(rows).set_index("metric")
     table["p_holm"] = holm(table["p_value"])
     table["verdict"] = [
-        verdict(row, a, b, directions.get(metric)) for metric, row in table.iterrows()
+        verdict(row, a, b, way) for (_, row), way in zip(table.iterrows(), ways, strict=True)
     ]
     return table.rename(columns={"mean_a": a, "mean_b": b})
 
@@ -155,7 +165,7 @@ def verdict(row: pd.Series, a: str, b: str, direction: str | None) -> str:
 
 
 def sentence(table: pd.DataFrame, a: str, b: str) -> str:
-    """The comparison in one sentence: the metrics grouped by the words the rule grants."""
+    """The comparison in one sentence: the rows grouped by the words the rule grants."""
     groups: dict[str, list[str]] = {}
     for metric, row in table.iterrows():
         groups.setdefault(row["verdict"], []).append(f"`{metric}`")
@@ -163,7 +173,7 @@ def sentence(table: pd.DataFrame, a: str, b: str) -> str:
     parts = [f"{words} on {', '.join(metrics)}" for words, metrics in groups.items()]
     runs = int(table["n"].min()) if len(table) else 0
     return (
-        f"`{a}` against `{b}` ({tested} metric{'s' * (tested != 1)} tested, Holm-corrected, "
+        f"`{a}` against `{b}` ({tested} comparison{'s' * (tested != 1)} tested, Holm-corrected, "
         f"{runs} runs a side): " + "; ".join(parts) + ".\n"
     )
 
@@ -173,7 +183,7 @@ def render(table: pd.DataFrame, a: str, b: str, fmt: str = "markdown") -> str:
     note = (
         f"{a} − {b} over their runs; 95 % bootstrap interval; paired t (Welch's t when the runs "
         f"differ; an exact permutation test without spread); Holm-adjusted over the "
-        f"{int(table['p_value'].notna().sum())} metrics tested; a difference separates when "
+        f"{int(table['p_value'].notna().sum())} comparisons tested; a difference separates when "
         f"p (Holm) < {ALPHA} and the interval excludes 0 (docs: harness.analysis.verdicts)"
     )
     if fmt == "csv":
