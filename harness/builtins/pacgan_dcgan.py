@@ -38,7 +38,7 @@ class PacGANDCGAN(Architecture):
     with batch norm; N(0, 0.02²) init; U(−1, 1) noise. ``unit_data``: real images in [0, 1]
     against a tanh generator, as their code feeds them."""
 
-    code_modules = ("harness.builtins.pacgan_dcgan_nets",)
+    code_modules = ("harness.builtins.pacgan_dcgan_nets", "harness.builtins.architecture_nets")
     per_sample_critic = False  # batch norm in the discriminator, as theirs
 
     def __init__(
@@ -67,7 +67,7 @@ class PacGANDCGANSmall(Architecture):
     64-32-16-8-channel transposed-conv generator; ``d_width`` 2 is their ``D=0.25G`` network,
     4 their ``D=0.5G``."""
 
-    code_modules = ("harness.builtins.pacgan_dcgan_nets",)
+    code_modules = ("harness.builtins.pacgan_dcgan_nets", "harness.builtins.architecture_nets")
     per_sample_critic = False  # batch norm in the discriminator, as theirs
 
     def __init__(

@@ -12,6 +12,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from harness.builtins.architecture_nets import Critic
+
 
 class UniformNoise(nn.Module):
     """N(0, 1) noise to U(−1, 1) noise, exactly: erf(z / √2) = 2Φ(z) − 1. The trainer draws
@@ -30,17 +32,6 @@ class Affine(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return x * self.scale + self.shift
-
-
-class Scores(nn.Module):
-    """One logit per sample, shape (N,)."""
-
-    def __init__(self, body: nn.Module):
-        super().__init__()
-        self.body = body
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.body(x).flatten()
 
 
 def _down(c_in: int, c_out: int, kernel: int, norm: bool, leak: float) -> list[nn.Module]:
@@ -65,7 +56,7 @@ def dcgan_critic(d: int, shape: tuple[int, ...], unit_data: bool) -> nn.Module:
     layers = [Affine(0.5, 0.5)] if unit_data else []
     for i, (c_in, c_out) in enumerate(zip(sizes, sizes[1:], strict=False)):
         layers += _down(c_in, c_out, 5, norm=i > 0, leak=0.2)
-    return Scores(nn.Sequential(*layers, nn.Flatten(), nn.Linear(8 * d * 2 * 2, 1)))
+    return Critic(nn.Sequential(*layers, nn.Flatten(), nn.Linear(8 * d * 2 * 2, 1)))
 
 
 def dcgan_generator(z_dim: int, d: int, channels: int, unit_data: bool) -> nn.Module:
@@ -96,7 +87,7 @@ def small_critic(d: int, shape: tuple[int, ...]) -> nn.Module:
     layers = []
     for c_in, c_out in zip(sizes, sizes[1:], strict=False):
         layers += _down(c_in, c_out, 3, norm=True, leak=0.3)
-    return Scores(nn.Sequential(*layers, nn.Flatten(), nn.Linear(4 * d * 4 * 4, 1)))
+    return Critic(nn.Sequential(*layers, nn.Flatten(), nn.Linear(4 * d * 4 * 4, 1)))
 
 
 def small_generator(z_dim: int, channels: int) -> nn.Module:
