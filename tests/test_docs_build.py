@@ -32,6 +32,9 @@ Per run:
 <!-- harness: verdict results/tiny wgan-gp bce metrics=modes_covered,reverse_kl -->
 <!-- /harness -->
 
+<!-- harness: curve results/tiny metrics=modes_covered -->
+<!-- /harness -->
+
 <!-- harness: made results/tiny -->
 <!-- /harness -->
 """
@@ -52,8 +55,9 @@ def project(tmp_path_factory):
 def test_build_then_check_and_a_hand_edit_or_a_changed_csv_fails(project, monkeypatch):
     page = project / "results" / "README.md"
     page.write_text(PAGE)
-    assert len(docs.build([page], project)) == 5
+    assert len(docs.build([page], project)) == 6
     built = page.read_text()
+    assert "| wgan-gp (3 seeds) | modes_covered | " in built  # the curve, step by step
     assert "`wgan-gp` against `bce` (" in built and "Holm-corrected, 3 runs a side): " in built
     assert "| wgan-gp | 3 | 0 |" in built and "- Runs: 6 (2 strategies; seeds 0, 1, 2)" in built
     assert docs.check([page], project) is None

@@ -19,6 +19,8 @@ Kinds (FOLDER is a results folder holding a report's ``runs.csv``; options are `
 - ``verdict FOLDER A B metrics=a,b`` — the same comparison as one sentence, the metrics grouped
   by the words the rule grants;
 - ``robustness FOLDER metric=m`` — the robustness view over a sweep's settings;
+- ``curve FOLDER metrics=a,b`` — each metric at every evaluation step, per strategy (mean over
+  seeds, from ``curves.csv``): has the run levelled off?
 - ``made FOLDER`` — how the runs were made: runs, seeds, steps, protocol, harness version and
   commit, device, torch, CPU, threads, and the invocations' wall time (from ``invocations.csv``).
 """
@@ -91,9 +93,11 @@ def render(spec: str, root: Path) -> str:
         metric = options["metric"]
         table = robustness.robustness(frame, metric, directions, robustness.modes_of(frame))
         return robustness.render(table, metric, directions[metric])
+    if kind == "curve":
+        return curve_table(folder, metrics or ["modes_covered"])
     if kind == "made":
         return made(frame, folder)
-    kinds = "table, runs, compare, verdict, robustness, made"
+    kinds = "table, runs, compare, verdict, robustness, curve, made"
     raise HarnessError(f"{spec}: unknown kind {kind!r} ({kinds})")
 
 
@@ -123,6 +127,31 @@ def runs_table(frame: pd.DataFrame, metrics: list[str]) -> str:
             "–" if pd.isna(row.get(m)) else f"{row[m]:.4g}" for m in metrics
         ]
         lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def curve_table(folder: Path, metrics: list[str]) -> str:
+    """Rows strategy × metric, a column per evaluation step, the mean over seeds."""
+    path = folder / "curves.csv"
+    if not path.is_file():
+        raise HarnessError(f"{path}: missing (harness report --out {folder} writes it)")
+    curves = pd.read_csv(path, dtype={"setting": str})
+    curves = curves[curves["metric"].isin(metrics)]
+    if curves.empty:
+        raise HarnessError(f"{path}: no curve of {', '.join(metrics)}")
+    means = curves.groupby(["strategy", "metric", "step"], sort=False)["value"].mean()
+    table = means.unstack("step")
+    seeds = curves.groupby("strategy", sort=False)["seed"].nunique()
+    steps = list(table.columns)
+    lines = ["| strategy | metric | " + " | ".join(f"{s:,}" for s in steps) + " |"]
+    lines.append("|" + "---|" * (len(steps) + 2))
+    order = {m: i for i, m in enumerate(metrics)}
+    rows = sorted(table.index, key=lambda k: (list(seeds.index).index(k[0]), order[k[1]]))
+    for strategy, metric in rows:
+        cells = ["–" if pd.isna(v) else f"{v:.4g}" for v in table.loc[(strategy, metric)]]
+        n = int(seeds[strategy])
+        name = f"{strategy} ({n} seed{'s' * (n != 1)})"
+        lines.append(f"| {name} | {metric} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
