@@ -21,6 +21,8 @@ Kinds (FOLDER is a results folder holding a report's ``runs.csv``; options are `
 - ``robustness FOLDER metric=m`` — the robustness view over a sweep's settings;
 - ``curve FOLDER metrics=a,b`` — each metric at every evaluation step, per strategy (mean over
   seeds, from ``curves.csv``): has the run levelled off?
+- ``convergence FOLDER metric=m`` — per strategy, whether ``m`` levelled off by the stated
+  criterion (:mod:`harness.analysis.convergence`);
 - ``made FOLDER`` — how the runs were made: runs, seeds, steps, protocol, harness version and
   commit, device, torch, CPU, threads, and the invocations' wall time (from ``invocations.csv``).
 """
@@ -34,7 +36,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.analysis import robustness, tables, verdicts
+from harness.analysis import convergence, robustness, tables, verdicts
 from harness.core.errors import HarnessError
 from harness.core.registry import Registry
 
@@ -95,9 +97,12 @@ def render(spec: str, root: Path) -> str:
         return robustness.render(table, metric, directions[metric])
     if kind == "curve":
         return curve_table(folder, metrics or ["modes_covered"])
+    if kind == "convergence":
+        metric = options.get("metric", "modes_covered")
+        return convergence.render(convergence.convergence(read_curves(folder), metric), metric)
     if kind == "made":
         return made(frame, folder)
-    kinds = "table, runs, compare, verdict, robustness, curve, made"
+    kinds = "table, runs, compare, verdict, robustness, curve, convergence, made"
     raise HarnessError(f"{spec}: unknown kind {kind!r} ({kinds})")
 
 
@@ -130,15 +135,22 @@ def runs_table(frame: pd.DataFrame, metrics: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def curve_table(folder: Path, metrics: list[str]) -> str:
-    """Rows strategy × metric, a column per evaluation step, the mean over seeds."""
+def read_curves(folder: Path) -> pd.DataFrame:
+    """A results folder's ``curves.csv``: every metric at every evaluation of every run."""
     path = folder / "curves.csv"
     if not path.is_file():
         raise HarnessError(f"{path}: missing (harness report --out {folder} writes it)")
     curves = pd.read_csv(path, dtype={"setting": str})
+    curves["setting"] = curves["setting"].fillna("")
+    return curves
+
+
+def curve_table(folder: Path, metrics: list[str]) -> str:
+    """Rows strategy × metric, a column per evaluation step, the mean over seeds."""
+    curves = read_curves(folder)
     curves = curves[curves["metric"].isin(metrics)]
     if curves.empty:
-        raise HarnessError(f"{path}: no curve of {', '.join(metrics)}")
+        raise HarnessError(f"{folder / 'curves.csv'}: no curve of {', '.join(metrics)}")
     means = curves.groupby(["strategy", "metric", "step"], sort=False)["value"].mean()
     table = means.unstack("step")
     seeds = curves.groupby("strategy", sort=False)["seed"].nunique()
