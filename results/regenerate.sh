@@ -10,6 +10,7 @@ cd "$(dirname "$0")/.."
 
 declare -A RUNS=(  # folder -> the `harness run` arguments that fill it
     [mnist_modes]="suites/mnist_modes.yaml"
+    [mnist_modes_converged]="suites/mnist_modes.yaml -p converged"
     [toy_modes]="suites/toy_modes.yaml"
     [sngan_settings_mnist]="suites/sngan_settings_mnist.yaml"
     [sngan_settings]="suites/sngan_settings.yaml"
@@ -25,7 +26,7 @@ declare -A RUNS=(  # folder -> the `harness run` arguments that fill it
     [repro/wgan_gp_swissroll]="suites/wgan_gp_swissroll.yaml"
     [repro/wgan_gp_deep_critic]="suites/wgan_gp_deep_critic.yaml"
 )
-ORDER=(mnist_modes toy_modes sngan_settings_mnist sngan_settings toy_sweep repro/pacgan_grid
+ORDER=(mnist_modes mnist_modes_converged toy_modes sngan_settings_mnist sngan_settings toy_sweep repro/pacgan_grid
     repro/pacgan_grid_curve repro/pacgan_grid_lipschitz repro/stacked_mnist
     repro/stacked_mnist_curve repro/stacked_mnist_paper_nets repro/wgan_gp_8gaussians
     repro/wgan_gp_25gaussians repro/wgan_gp_swissroll repro/wgan_gp_deep_critic)
