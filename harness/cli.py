@@ -312,15 +312,15 @@ def table(
 
 @app.command()
 def score(
-    samples: Annotated[
-        Path,
-        typer.Argument(
-            metavar="SAMPLES", help="An .npy, .npz or .pt array, or a folder of PNG images."
-        ),
-    ],
     dataset: Annotated[
         str, typer.Option(help="What the samples imitate: mnist, stacked_mnist, ring8, grid25.")
     ],
+    samples: Annotated[
+        Path | None,
+        typer.Argument(
+            metavar="SAMPLES", help="An .npy, .npz or .pt array, or a folder of PNG images."
+        ),
+    ] = None,
     metrics: Annotated[
         str | None,
         typer.Option(help="Comma-separated metric plugins (default: mode_coverage,fid,transport)."),
@@ -341,12 +341,22 @@ def score(
         list[str] | None,
         typer.Option(help="A dataset parameter, repeatable: --param source=torchvision."),
     ] = None,
+    real: Annotated[
+        int | None,
+        typer.Option(
+            help="Score the first N real samples of the dataset's test split instead: what a "
+            "perfect generator would get (the evaluator's ceiling).",
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Also write the scores to this CSV file.")
+    ] = None,
     device: Annotated[str, typer.Option(help="cpu, cuda[:N] or auto.")] = "cpu",
     data_dir: DataDirOpt = None,
     tracking_uri: TrackingOpt = None,
 ):
     """Score SAMPLES made elsewhere with the metrics a run logs (images: uint8 0–255, or floats
-    in [0, 1] or [−1, 1]; toys: (N, 2) points)."""
+    in [0, 1] or [−1, 1]; toys: (N, 2) points), or --real N of the dataset's own samples."""
     from harness.run import scoring
     from harness.run.suite_file import experiment_name
 
@@ -357,6 +367,7 @@ def score(
         values = scoring.score(
             samples,
             dataset,
+            real=real,
             metrics=metrics.split(",") if metrics else None,
             dataset_params=scoring.parse_params(param or []),
             device=device,
@@ -368,19 +379,23 @@ def score(
         )
     except HarnessError as exc:
         fail(exc)
-    out = Table(title=f"{escape(str(samples))} as {escape(dataset)}")
-    out.add_column("metric")
-    out.add_column("value", justify="right")
+    what = f"{real:,} real samples" if real else str(samples)
+    shown = Table(title=f"{escape(what)} as {escape(dataset)}")
+    shown.add_column("metric")
+    shown.add_column("value", justify="right")
     for key, value in values.items():
-        out.add_row(escape(key), f"{value:.6g}")
-    console.print(out)
+        shown.add_row(escape(key), f"{value:.6g}")
+    console.print(shown)
+    if out is not None:
+        write_file(out, scoring.scores_csv(values, what, dataset, param or []))
+        console.print(f"wrote {escape(str(out))}")
     if "fid_mnist" in values:
         console.print(
             f"fid_mnist {values['fid_mnist']:.4g}; two real sets of "
             f"{values['fid_mnist_samples']:.0f} digits reach {values['fid_mnist_floor']:.4g}"
         )
     if log:
-        label = scoring.run_name(name, str(samples))
+        label = scoring.run_name(name or (f"real-{real}" if real else None), what)
         console.print(f"logged as strategy {escape(label)} in experiment {escape(target)}")
         note = scoring.protocol_note(tracking_uri, target, label)
         if note:

@@ -11,6 +11,7 @@ from harness.analysis import docs
 from harness.analysis.report import write_report
 from harness.analysis.tables import Source
 from harness.cli import app
+from harness.core.errors import HarnessError
 from harness.run.loading import load_suite
 from harness.run.runner import RunSettings, run_suite
 from harness.run.store import Store
@@ -84,3 +85,22 @@ def test_build_then_check_and_a_hand_edit_or_a_changed_csv_fails(project, monkey
 def test_the_repository_docs_match_their_data():
     stale = docs.check(docs.default_paths(ROOT), ROOT)
     assert stale is None, f"{stale}: run `uv run harness docs build` and commit the result"
+
+
+def test_scores_render_the_rows_harness_score_wrote(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for n in (300, 600):
+        result = CliRunner().invoke(
+            app, ["score", "--real", str(n), "--dataset", "ring8", "--out", f"r{n}.csv"]
+        )
+        assert result.exit_code == 0, result.output
+    text = docs.render("scores r300.csv r600.csv metrics=modes_covered,w1_exact", tmp_path)
+    assert text.splitlines()[0] == "| samples | dataset | modes_covered | w1_exact |"
+    assert text.splitlines()[2:] == [
+        "| 300 real samples | ring8 | 8 | 0 |",
+        "| 600 real samples | ring8 | 8 | 0 |",
+    ]
+    with pytest.raises(HarnessError, match="no column fid_mnist"):
+        docs.render("scores r300.csv metrics=fid_mnist", tmp_path)
+    with pytest.raises(HarnessError, match="missing.csv: missing"):
+        docs.render("scores missing.csv", tmp_path)

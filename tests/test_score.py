@@ -177,6 +177,46 @@ def test_dataset_parameters_reach_the_dataset(tmp_path):
     assert float(result.output.split("w1_exact")[1].split()[1]) > 0
 
 
+def test_real_samples_give_the_ceiling_and_out_writes_one_csv_row(tmp_path):
+    import pandas as pd
+
+    out = tmp_path / "ceiling.csv"
+    result = cli("score", "--real", 400, "--dataset", "grid25", "--out", out)
+    assert result.exit_code == 0, result.output
+    row = pd.read_csv(out).iloc[0]
+    assert row["samples"] == "400 real samples" and row["dataset"] == "grid25"
+    assert row["modes_covered"] == 25 and row["w1_exact"] == 0.0  # the reference's own points
+    direct = harness.score(None, dataset="grid25", real=400)
+    assert direct["reverse_kl"] == pytest.approx(row["reverse_kl"])
+
+
+@pytest.mark.parametrize(
+    ("with_file", "args", "message"),
+    [
+        (True, ["--real", 5], "give the samples to score or --real N, one of them"),
+        (False, [], "give the samples to score or --real N, one of them"),
+        (False, ["--real", 0], "--real 0: give 1 to 100,000"),
+        (False, ["--real", 10**9], "give 1 to 100,000"),
+    ],
+)
+def test_real_is_instead_of_samples_and_bounded(with_file, args, message, tmp_path):
+    path = tmp_path / "points.npy"
+    np.save(path, Ring8().load("test").x[:50].numpy())
+    files = [path] if with_file else []
+    result = cli("score", *files, *args, "--dataset", "ring8", "--out", tmp_path / "x.csv")
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], result.stderr
+    assert not (tmp_path / "x.csv").exists()
+
+
+def test_out_that_cannot_be_written_is_one_line(tmp_path):
+    (tmp_path / "dir.csv").mkdir()
+    result = cli("score", "--real", 50, "--dataset", "ring8", "--out", tmp_path / "dir.csv")
+    assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "dir.csv" in result.stderr
+
+
 def test_python_errors_are_harness_errors():
     with pytest.raises(HarnessError, match="NaN"):
         harness.score(np.full((10, 2), np.nan), dataset="ring8")

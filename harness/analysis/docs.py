@@ -24,7 +24,9 @@ Kinds (FOLDER is a results folder holding a report's ``runs.csv``; options are `
 - ``convergence FOLDER metric=m`` — per strategy, whether ``m`` levelled off by the stated
   criterion (:mod:`harness.analysis.convergence`);
 - ``made FOLDER`` — how the runs were made: runs, seeds, steps, protocol, harness version and
-  commit, device, torch, CPU, threads, and the invocations' wall time (from ``invocations.csv``).
+  commit, device, torch, CPU, threads, and the invocations' wall time (from ``invocations.csv``);
+- ``scores FILE... [metrics=a,b]`` — the rows ``harness score --out FILE`` wrote, one per file
+  (what was scored, the dataset, the metrics).
 """
 
 from __future__ import annotations
@@ -69,10 +71,12 @@ def render(spec: str, root: Path) -> str:
     options = dict(w.split("=", 1) for w in words[1:] if "=" in w)
     if not args:
         raise HarnessError(f"{spec}: name a results folder")
+    metrics = options["metrics"].split(",") if "metrics" in options else None
+    if kind == "scores":
+        return scores_table([root / a for a in args], metrics)
     folder = root / args[0]
     frame = read_runs(folder)
     directions = Registry().directions()
-    metrics = options["metrics"].split(",") if "metrics" in options else None
     if kind == "table":
         metrics = metrics or tables.default_metrics(frame, directions)
         if options.get("by") == "setting":
@@ -102,7 +106,7 @@ def render(spec: str, root: Path) -> str:
         return convergence.render(convergence.convergence(read_curves(folder), metric), metric)
     if kind == "made":
         return made(frame, folder)
-    kinds = "table, runs, compare, verdict, robustness, curve, convergence, made"
+    kinds = "table, runs, compare, verdict, robustness, curve, convergence, made, scores"
     raise HarnessError(f"{spec}: unknown kind {kind!r} ({kinds})")
 
 
@@ -131,6 +135,28 @@ def runs_table(frame: pd.DataFrame, metrics: list[str]) -> str:
         cells += [row["status"]] + [
             "–" if pd.isna(row.get(m)) else f"{row[m]:.4g}" for m in metrics
         ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def scores_table(paths: list[Path], metrics: list[str] | None) -> str:
+    """The rows of ``harness score --out`` files: samples, dataset, then the metrics (all the
+    numeric columns unless named)."""
+    rows = []
+    for path in paths:
+        if not path.is_file():
+            raise HarnessError(f"{path}: missing (harness score ... --out {path} writes it)")
+        rows.append(pd.read_csv(path, keep_default_na=False))
+    frame = pd.concat(rows, ignore_index=True)
+    metrics = metrics or [c for c in frame.columns if c not in ("samples", "dataset", "params")]
+    missing = [m for m in metrics if m not in frame.columns]
+    if missing:
+        raise HarnessError(f"{', '.join(map(str, paths))}: no column {', '.join(missing)}")
+    header = ["samples", "dataset", *metrics]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in frame.to_dict("records"):
+        cells = [str(row["samples"]), str(row["dataset"])]
+        cells += ["–" if row[m] == "" else f"{float(row[m]):.4g}" for m in metrics]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

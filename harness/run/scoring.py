@@ -106,6 +106,7 @@ def score(
     x: Any,
     dataset: str = "mnist",
     *,
+    real: int | None = None,
     metrics: list[str] | tuple[str, ...] | None = None,
     dataset_params: dict[str, Any] | None = None,
     device: str = "cpu",
@@ -116,10 +117,18 @@ def score(
     tracking_uri: str | None = None,
 ) -> dict[str, float]:
     """The metrics a run logs, measured on samples ``x`` (an array, a tensor, or a path to an
-    .npy/.npz/.pt file or a folder of PNGs) of ``dataset``; ``log=True`` also records them as
-    an MLflow run (strategy ``score:NAME``) in ``experiment``, beside trained strategies."""
-    where = str(x) if isinstance(x, str | Path) else "samples"
-    label = run_name(name, where)
+    .npy/.npz/.pt file or a folder of PNGs) of ``dataset``, or, with ``real=N`` and ``x`` None,
+    on the first N real samples of its test split: the scores a perfect generator would get
+    (the evaluator's ceiling). ``log=True`` also records them as an MLflow run (strategy
+    ``score:NAME``) in ``experiment``, beside trained strategies."""
+    if (x is None) == (real is None):
+        raise HarnessError("give the samples to score or --real N, one of them")
+    where = (
+        f"{real:,} real {dataset} samples"
+        if real
+        else (str(x) if isinstance(x, str | Path) else "samples")
+    )
+    label = run_name(name or (f"real-{real}" if real else None), where)
     registry = Registry()
     ref = PartRef(name=dataset, params=dataset_params or {})
     data = registry.create("dataset", ref.name, ref.params, field="--dataset")
@@ -127,6 +136,8 @@ def score(
     parts = {m: registry.create("metric", m, {}, field="--metrics") for m in names}
     test = data.load("test", data_dir)
     shape = tuple(test.x.shape[1:])
+    if real is not None:
+        x = real_samples(test.x, real, dataset)
     raw = read_samples(x, shape) if isinstance(x, str | Path) else x
     fake = to_samples(raw, shape, where)
     for metric in names:
@@ -149,6 +160,25 @@ def score(
         }
         log_score(values, ref, names, registry, len(fake), params, label, experiment, tracking_uri)
     return values
+
+
+def scores_csv(values: dict[str, float], samples: str, dataset: str, params: list[str]) -> str:
+    """The scores as a one-row CSV: what was scored, the dataset and its parameters, each
+    metric a column."""
+    import pandas as pd
+
+    row = {"samples": samples, "dataset": dataset, "params": " ".join(params), **values}
+    return pd.DataFrame([row]).to_csv(index=False)
+
+
+def real_samples(test: Tensor, n: int, dataset: str) -> Tensor:
+    """The first ``n`` samples of a test split, or one line saying how many it holds."""
+    if not 1 <= n <= min(len(test), MAX_SAMPLES):
+        raise HarnessError(
+            f"--real {n}: give 1 to {min(len(test), MAX_SAMPLES):,}, the samples of {dataset}'s "
+            "test split (a dataset parameter such as --param n=... may make more)"
+        )
+    return test[:n]
 
 
 def measure(ctx: Context, parts: dict) -> dict[str, float]:
