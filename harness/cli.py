@@ -500,14 +500,21 @@ DocsPaths = Annotated[
 ]
 
 
-@docs_app.command("build")
-def docs_build(files: DocsPaths = None):
-    """Rewrite every generated section (<!-- harness: KIND FOLDER ... -->) from the data."""
+def docs_pages(files: list[Path] | None):
+    """The docs module, the pages to build or check (default: README.md and results/*.md) and
+    the root their folders are relative to (the working directory)."""
     from harness.analysis import docs
 
     root = Path.cwd()
+    return docs, files or docs.default_paths(root), root
+
+
+@docs_app.command("build")
+def docs_build(files: DocsPaths = None):
+    """Rewrite every generated section (<!-- harness: KIND FOLDER ... -->) from the data."""
+    docs, paths, root = docs_pages(files)
     try:
-        changed = docs.build(files or docs.default_paths(root), root)
+        changed = docs.build(paths, root)
     except HarnessError as exc:
         fail(exc)
     for section in changed:
@@ -518,11 +525,9 @@ def docs_build(files: DocsPaths = None):
 @docs_app.command("check")
 def docs_check(files: DocsPaths = None):
     """Exit 1 naming the first generated section that differs from what the data gives."""
-    from harness.analysis import docs
-
-    root = Path.cwd()
+    docs, paths, root = docs_pages(files)
     try:
-        stale = docs.check(files or docs.default_paths(root), root)
+        stale = docs.check(paths, root)
     except HarnessError as exc:
         fail(exc)
     if stale is not None:

@@ -56,12 +56,12 @@ def histories(uri: str, experiment: str) -> dict:
     return out
 
 
-def test_interrupted_run_resumes_bit_identical_in_the_same_mlflow_run(tmp_path, write_suite):
-    path = write_suite(SUITE)
+def straight_and_interrupted(path, tmp_path):
+    """The suite at ``path`` trained straight through into store a, and into store b
+    interrupted at bce's step 10 (checkpoints every 2 steps)."""
     suite, registry = load_suite(path)
     straight = Tracker(f"sqlite:///{tmp_path / 'a' / 'mlflow.db'}")
     run_suite(suite, registry, straight, RunSettings(device="cpu", checkpoint_every=2))
-
     resumed = Tracker(f"sqlite:///{tmp_path / 'b' / 'mlflow.db'}")
     with pytest.raises(KeyboardInterrupt):
         run_suite(
@@ -71,6 +71,12 @@ def test_interrupted_run_resumes_bit_identical_in_the_same_mlflow_run(tmp_path, 
             RunSettings(device="cpu", checkpoint_every=2),
             progress=InterruptAt("bce", 10),
         )
+    return suite, registry, straight, resumed
+
+
+def test_interrupted_run_resumes_bit_identical_in_the_same_mlflow_run(tmp_path, write_suite):
+    path = write_suite(SUITE)
+    suite, registry, straight, resumed = straight_and_interrupted(path, tmp_path)
     exp = resumed.client.get_experiment_by_name("tiny").experiment_id
     kids = {
         r.data.tags["strategy"]: r
@@ -165,18 +171,7 @@ def test_a_planted_pickle_checkpoint_does_not_run_and_the_run_starts_over(
 ):
     import torch
 
-    suite, registry = load_suite(write_suite(SUITE))
-    straight = Tracker(f"sqlite:///{tmp_path / 'a' / 'mlflow.db'}")
-    run_suite(suite, registry, straight, RunSettings(device="cpu", checkpoint_every=2))
-    resumed = Tracker(f"sqlite:///{tmp_path / 'b' / 'mlflow.db'}")
-    with pytest.raises(KeyboardInterrupt):
-        run_suite(
-            suite,
-            registry,
-            resumed,
-            RunSettings(device="cpu", checkpoint_every=2),
-            progress=InterruptAt("bce", 10),
-        )
+    suite, registry, straight, resumed = straight_and_interrupted(write_suite(SUITE), tmp_path)
     checkpoint = resumed.checkpoint_dir / suite.runs[1].run_key / "checkpoint.pt"
     assert checkpoint.exists()  # a resumable run, whose checkpoint a neighbour replaces
     marker = tmp_path / "code-ran"
