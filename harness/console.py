@@ -263,6 +263,8 @@ def suite_summary(path, loaded, profiles: dict | None = None) -> None:
 def schedule(train) -> str:
     """``critic:generator updates 5:1`` (``, simultaneous`` when they are)."""
     text = f"critic:generator updates {train.n_critic}:{train.generator_steps}"
+    if not train.generator_steps:
+        text += " (a fixed generator)"
     return text + (", simultaneous" if train.updates == "simultaneous" else "")
 
 

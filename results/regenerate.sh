@@ -25,11 +25,15 @@ declare -A RUNS=(  # folder -> the `harness run` arguments that fill it
     [repro/wgan_gp_25gaussians]="suites/wgan_gp_25gaussians.yaml"
     [repro/wgan_gp_swissroll]="suites/wgan_gp_swissroll.yaml"
     [repro/wgan_gp_deep_critic]="suites/wgan_gp_deep_critic.yaml"
+    [repro/wgan_gp_fixed_8gaussians]="suites/wgan_gp_8gaussians.yaml -p fixed_generator"
+    [repro/wgan_gp_fixed_25gaussians]="suites/wgan_gp_25gaussians.yaml -p fixed_generator"
+    [repro/wgan_gp_fixed_swissroll]="suites/wgan_gp_swissroll.yaml -p fixed_generator"
 )
 ORDER=(mnist_modes mnist_modes_converged toy_modes sngan_settings_mnist sngan_settings toy_sweep repro/pacgan_grid
     repro/pacgan_grid_curve repro/pacgan_grid_lipschitz repro/stacked_mnist
     repro/stacked_mnist_curve repro/stacked_mnist_paper_nets repro/wgan_gp_8gaussians
-    repro/wgan_gp_25gaussians repro/wgan_gp_swissroll repro/wgan_gp_deep_critic)
+    repro/wgan_gp_25gaussians repro/wgan_gp_swissroll repro/wgan_gp_deep_critic
+    repro/wgan_gp_fixed_8gaussians repro/wgan_gp_fixed_25gaussians repro/wgan_gp_fixed_swissroll)
 
 for folder in "${@:-${ORDER[@]}}"; do
     args=${RUNS[$folder]:?"no folder $folder in results/regenerate.sh"}

@@ -3,6 +3,7 @@ updates (PacGAN's code), honoured by the loop and part of the run key only when 
 
 import contextlib
 import copy
+import math
 
 import pytest
 import torch
@@ -14,6 +15,12 @@ from harness.run.trainer import MetricsSink, joint_step, load_parts, seed_everyt
 
 
 class Checkpoints(MetricsSink):
+    def __init__(self):
+        self.logged = {}
+
+    def log(self, values, step):
+        self.logged.update(values)
+
     def save_checkpoint(self, state):
         self.state = state
 
@@ -62,7 +69,7 @@ def test_a_strategy_may_set_its_own_schedule(write_suite):
     assert (trains["wgan-gp"].generator_steps, trains["wgan-gp"].updates) == (1, "alternating")
 
 
-@pytest.mark.parametrize(("field", "value"), [("generator_steps", 0), ("updates", "simultanous")])
+@pytest.mark.parametrize(("field", "value"), [("generator_steps", -1), ("updates", "simultanous")])
 def test_a_bad_schedule_is_one_error_naming_the_field(write_suite, field, value):
     with pytest.raises(SuiteError) as error:
         one_seed(write_suite, **{field: value})
@@ -90,3 +97,25 @@ def test_a_simultaneous_update_takes_both_gradients_at_the_same_weights(write_su
         grads = torch.autograd.grad(loss, list(before.parameters()), retain_graph=True)
         for p0, p1, g in zip(before.parameters(), after.parameters(), grads, strict=True):
             torch.testing.assert_close(p1.detach(), p0.detach() - 0.1 * g)
+
+
+def test_zero_generator_steps_hold_the_generator_fixed_while_the_critic_trains(write_suite):
+    """WGAN-GP's Figure 1a: the critic trained against a fixed generator."""
+    suite, registry = one_seed(write_suite, generator_steps=0)
+    spec = suite.runs[0]
+    seed_everything(spec.seed)  # as train does, so the networks start the same
+    initial = load_parts(spec, registry, torch.device("cpu"), None)
+    sink = Checkpoints()
+    result = train(spec, registry=registry, device="cpu", sink=sink)
+    assert result.status == "finished" and adam_steps(sink.state["opt_c"]) == 6 * 2
+    assert sink.state["opt_g"]["state"] == {}  # never stepped
+    for name, value in initial.generator.state_dict().items():
+        torch.testing.assert_close(sink.state["generator"][name], value, rtol=0, atol=0)
+    assert sink.logged["grad_norm_generator"] == 0.0
+    assert math.isfinite(sink.logged["loss_generator"])
+
+
+def test_a_fixed_generator_cannot_be_updated_simultaneously(write_suite):
+    with pytest.raises(SuiteError, match="generator_steps 0 holds the generator fixed") as error:
+        one_seed(write_suite, generator_steps=0, updates="simultaneous")
+    assert error.value.field == "train.updates"

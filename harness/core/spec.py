@@ -90,8 +90,10 @@ class TrainConfig(Strict):
     )
     batch_size: Annotated[Int, Field(gt=0, le=2**20)] = 64
     n_critic: Annotated[Int, Field(gt=0, le=1000)] = 5
-    generator_steps: Annotated[Int, Field(gt=0, le=1000)] = Field(
-        1, description="generator updates per step, after the critic's (PacGAN's code: 2)"
+    generator_steps: Annotated[Int, Field(ge=0, le=1000)] = Field(
+        1,
+        description="generator updates per step, after the critic's (PacGAN's code: 2); 0 "
+        "holds the generator fixed at its initialisation (WGAN-GP's Figure 1a)",
     )
     updates: Literal["alternating", "simultaneous"] = Field(
         "alternating",
@@ -118,7 +120,7 @@ class StrategyConfig(Strict):
     optimizer: OptimizerConfig | None = None
     n_critic: Annotated[Int, Field(gt=0, le=1000)] | None = None
     batch_size: Annotated[Int, Field(gt=0, le=2**20)] | None = None
-    generator_steps: Annotated[Int, Field(gt=0, le=1000)] | None = None
+    generator_steps: Annotated[Int, Field(ge=0, le=1000)] | None = None
     updates: Literal["alternating", "simultaneous"] | None = None
     architecture: dict[str, Any] = Field(  # e.g. PacGAN's {pack: 4} for this strategy only
         default_factory=dict, description="architecture parameters this strategy overrides"

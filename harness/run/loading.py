@@ -177,6 +177,12 @@ def strategy_pieces(
     optimizer = strategy.optimizer or config.optimizer or OptimizerConfig(**built.default_optimizer)
     own = {k: getattr(strategy, k) for k in STRATEGY_TRAIN if getattr(strategy, k) is not None}
     train = config.train.model_copy(update=own)
+    if train.generator_steps == 0 and train.updates == "simultaneous":
+        raise SuiteError(
+            "generator_steps 0 holds the generator fixed, which a simultaneous update cannot "
+            "do: use updates: alternating",
+            field=f"{where}.updates" if "updates" in own else "train.updates",
+        )
     arch = config.architecture
     if strategy.architecture:
         arch = ArchitectureConfig.model_validate(

@@ -319,13 +319,17 @@ def compile_parts(parts: Parts, run: RunResult, amp, sink: MetricsSink):
 
 def one_step(parts: Parts, gen, crit, amp, tc: TrainConfig):
     """One training step: ``n_critic`` critic updates, then ``generator_steps`` generator
-    updates; with simultaneous updates the last critic update and the first generator update
-    are one :func:`joint_step`. Returns the last critic step and generator loss and norm."""
+    updates (none: a fixed generator, gradient norm 0); with simultaneous updates the last
+    critic update and the first generator update are one :func:`joint_step`. Returns the last
+    critic step and generator loss and norm."""
     joint = tc.updates == "simultaneous"
     for _ in range(tc.n_critic - joint):
         critic_out = critic_step(parts, gen, crit, amp, tc.batch_size)
     if joint:
         critic_out, loss_g, grad_norm = joint_step(parts, gen, crit, amp, tc.batch_size)
+    if not tc.generator_steps:  # a fixed generator: its loss at the last critic step's fakes
+        with torch.no_grad():
+            return critic_out, parts.loss.generator_loss(critic_out.fake_out), torch.zeros(())
     for _ in range(tc.generator_steps - joint):
         loss_g, grad_norm = generator_step(parts, gen, crit, amp, tc.batch_size)
     return critic_out, loss_g, grad_norm
