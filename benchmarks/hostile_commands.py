@@ -238,6 +238,21 @@ def option_cases(tmp: Path) -> dict[str, tuple]:
     }
     cases["run: missing argument"] = (["run"], 2, ())
     cases["validate --max-runs 2e9"] = (["validate", suite, "--max-runs", "2000000000"], 2, ())
+    points = tmp / "points.npy"
+    np.save(points, np.zeros((50, 2), np.float32))
+    out = tmp / "scores.csv"
+    real = {
+        "--real with samples": [points, "--real", "5"],
+        "neither samples nor --real": [],
+        "--real 0": ["--real", "0"],
+        "--real -3": ["--real", "-3"],
+        "--real 10**12": ["--real", str(10**12)],
+        "--real abc": ["--real", "abc"],
+    }
+    for name, argv in real.items():
+        cases[f"score {name}"] = (["score", *argv, "--dataset", "ring8", "--out", out], 2, (out,))
+    cases["score --out a directory"] = (
+        ["score", "--real", "50", "--dataset", "ring8", "--out", tmp], 2, ())  # fmt: skip
     return cases
 
 
