@@ -33,7 +33,7 @@ Per run:
 <!-- harness: verdict results/tiny wgan-gp bce metrics=modes_covered,reverse_kl -->
 <!-- /harness -->
 
-<!-- harness: curve results/tiny metrics=modes_covered -->
+<!-- harness: curve results/tiny metrics=modes_covered,loss_critic -->
 <!-- /harness -->
 
 <!-- harness: made results/tiny -->
@@ -45,7 +45,8 @@ Per run:
 def project(tmp_path_factory):
     root = tmp_path_factory.mktemp("project")
     suite = root / "tiny.yaml"
-    suite.write_text(TOY_SUITE.replace("seeds: [0, 1]", "seeds: [0, 1, 2]"))
+    text = TOY_SUITE.replace("seeds: [0, 1]", "seeds: [0, 1, 2]")
+    suite.write_text(text.replace("log_every: 3", "log_every: 1"))  # evaluated every 3
     loaded, registry = load_suite(suite)
     uri = f"sqlite:///{root / 'mlflow.db'}"
     run_suite(loaded, registry, Store(uri), RunSettings(device="cpu"))
@@ -59,6 +60,7 @@ def test_build_then_check_and_a_hand_edit_or_a_changed_csv_fails(project, monkey
     assert len(docs.build([page], project)) == 6
     built = page.read_text()
     assert "| wgan-gp (3 seeds) | modes_covered | " in built  # the curve, step by step
+    assert "| strategy | metric | 3 | 6 |\n" in built  # the evaluation steps, not every log
     assert "`wgan-gp` against `bce` (" in built and "Holm-corrected, 3 runs a side): " in built
     assert "| wgan-gp | 3 | 0 |" in built and "- Runs: 6 (2 strategies; seeds 0, 1, 2)" in built
     assert docs.check([page], project) is None

@@ -172,15 +172,18 @@ def read_curves(folder: Path) -> pd.DataFrame:
 
 
 def curve_table(folder: Path, metrics: list[str]) -> str:
-    """Rows strategy × metric, a column per evaluation step, the mean over seeds."""
+    """Rows strategy × metric, the mean over seeds, a column per step at which the first
+    metric listed (and present) was measured: put an evaluation metric first, and training
+    losses logged more often are shown at the evaluation steps."""
     curves = read_curves(folder)
     curves = curves[curves["metric"].isin(metrics)]
     if curves.empty:
         raise HarnessError(f"{folder / 'curves.csv'}: no curve of {', '.join(metrics)}")
     means = curves.groupby(["strategy", "metric", "step"], sort=False)["value"].mean()
-    table = means.unstack("step")
+    headline = next(m for m in metrics if m in set(curves["metric"]))
+    steps = sorted(curves.loc[curves["metric"] == headline, "step"].unique())
+    table = means.unstack("step")[steps]
     seeds = curves.groupby("strategy", sort=False)["seed"].nunique()
-    steps = list(table.columns)
     lines = ["| strategy | metric | " + " | ".join(f"{s:,}" for s in steps) + " |"]
     lines.append("|" + "---|" * (len(steps) + 2))
     order = {m: i for i, m in enumerate(metrics)}
