@@ -68,6 +68,12 @@ def _require(ok: bool, label: str, rule: str) -> None:
         raise ContractError(label, rule)
 
 
+def _require_shape(value, shape: tuple, label: str, rule: str) -> None:
+    """``value`` is a tensor of ``shape``; else the rule, and the shape it got."""
+    got = tuple(getattr(value, "shape", ()))
+    _require(isinstance(value, Tensor) and value.shape == shape, label, f"{rule}, got {got}")
+
+
 def _call(label: str, hook: str, fn: Callable, *args, **kwargs):
     try:
         return fn(*args, **kwargs)
@@ -162,11 +168,8 @@ def _constraint_trial(make, label: str, shape, device, seed: int) -> tuple[nn.Mo
         f"wrap_critic must return an nn.Module, got {type(critic).__name__}",
     )
     out = _call(label, "the wrapped critic", critic, real)
-    _require(
-        isinstance(out, Tensor) and out.shape == (BATCH,),
-        label,
-        f"wrap_critic must keep the critic's output shape ({BATCH},), "
-        f"got {tuple(getattr(out, 'shape', ()))}",
+    _require_shape(
+        out, (BATCH,), label, f"wrap_critic must keep the critic's output shape ({BATCH},)"
     )
     _check_evaluation_calls(label, critic, real)
     frozen = [n for n, p in critic.named_parameters() if not p.requires_grad]
@@ -276,11 +279,12 @@ def _check_packed(make, label: str, device) -> None:
     wrapped = _call(label, "wrap_critic of a packed critic", make().wrap_critic, critic)
     x = torch.randn(pack * BATCH, 2, device=device)
     out = _call(label, "the wrapped packed critic", wrapped, x)
-    _require(
-        isinstance(out, Tensor) and out.shape == (BATCH,),
+    _require_shape(
+        out,
+        (BATCH,),
         label,
         f"wrap_critic must keep a critic that packs {pack} samples scoring packs: "
-        f"{pack * BATCH} samples must give ({BATCH},), got {tuple(getattr(out, 'shape', ()))}",
+        f"{pack * BATCH} samples must give ({BATCH},)",
     )
     _require(
         critic_pack(wrapped) == pack,
@@ -469,18 +473,15 @@ def _build(make, label: str, z_dim: int, shape, output: str, device, seed: int):
 def _check_pair(label, generator, critic, z_dim: int, shape, device, independent=True) -> Tensor:
     z = torch.randn(BATCH, z_dim, device=device)
     x = _call(label, "the generator", generator, z)
-    _require(
-        isinstance(x, Tensor) and x.shape == (BATCH, *shape),
+    _require_shape(
+        x,
+        (BATCH, *shape),
         label,
-        f"the generator must map z ({BATCH}, {z_dim}) to ({BATCH}, {', '.join(map(str, shape))})"
-        f", got {tuple(getattr(x, 'shape', ()))}",
+        f"the generator must map z ({BATCH}, {z_dim}) to ({BATCH}, {', '.join(map(str, shape))})",
     )
     out = _call(label, "the critic", critic, x)
-    _require(
-        isinstance(out, Tensor) and out.shape == (BATCH,),
-        label,
-        f"the critic must return one value per sample, shape ({BATCH},), "
-        f"got {tuple(getattr(out, 'shape', ()))}",
+    _require_shape(
+        out, (BATCH,), label, f"the critic must return one value per sample, shape ({BATCH},)"
     )
     _require(bool(out.isfinite().all()), label, "the critic's outputs must be finite")
     part = _call(label, "the critic", critic, x[:2])
