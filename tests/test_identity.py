@@ -266,3 +266,31 @@ def test_code_a_part_imports_lazily_is_part_of_its_identity():
     assert source_hash(MLP) == hashlib.sha256(own.encode() + nets).hexdigest()
     plain = hashlib.sha256((plugins / "constraints.py").read_bytes()).hexdigest()
     assert source_hash(GradientPenalty) == plain  # no code_modules: the file's hash alone
+
+
+def test_every_builtin_part_names_the_builtin_modules_it_imports_lazily():
+    """A network module a part imports inside ``build`` is code its runs depend on: editing it
+    must re-key them, so the part names it in ``code_modules``."""
+    import ast
+    import inspect
+
+    from harness.core.registry import Registry
+
+    checked = 0
+    for kind, parts in Registry().parts.items():
+        for name, info in parts.items():
+            cls = info.cls
+            if not cls.__module__.startswith("harness.builtins"):
+                continue
+            checked += 1
+            lazy = {
+                node.module
+                for fn in ast.walk(ast.parse(inspect.getsource(cls)))
+                if isinstance(fn, ast.FunctionDef)
+                for node in ast.walk(fn)
+                if isinstance(node, ast.ImportFrom)
+                and (node.module or "").startswith("harness.builtins")
+            }
+            missing = lazy - set(getattr(cls, "code_modules", ()))
+            assert not missing, f"{kind} {name}: code_modules lacks {sorted(missing)}"
+    assert checked > 20  # every built-in part was looked at
