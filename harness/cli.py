@@ -56,6 +56,16 @@ class OneLineErrors(typer.core.TyperGroup):
         sys.exit(code if isinstance(code, int) else 0)
 
 
+def usage_name(argument) -> str:
+    """An argument as click's usage lines name it (SUITE, [SAMPLES], FILES...); typer 0.29
+    braces required ones ({SUITE}), which reads as a placeholder left unfilled."""
+    name = argument.display_name_raw
+    name = name if argument.required else f"[{name}]"
+    return name + ("..." if argument.nargs != 1 else "")
+
+
+typer.core.TyperArgument._usage_display_name = usage_name
+
 app = typer.Typer(
     cls=OneLineErrors,
     help="Benchmark Lipschitz strategies for GAN critics: run suites, list plugins, compare.",

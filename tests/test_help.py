@@ -26,3 +26,17 @@ def test_no_help_text_loses_a_bracketed_part():
         assert not stray, f"harness {' '.join(words)} --help: {stray}\n{result.output}"
     run_help = CliRunner().invoke(app, ["run", "--help"], env={"COLUMNS": "400"}).output
     assert "URI (default: $MLFLOW_TRACKING_URI, else results/mlflow.db)." in run_help
+
+
+def test_usage_lines_name_arguments_as_click_does_without_braces():
+    for words in commands(app):
+        output = CliRunner().invoke(app, [*words, "--help"], env={"COLUMNS": "400"}).output
+        usage = next(line for line in output.splitlines() if "Usage:" in line)
+        assert "{" not in usage, usage
+    usage = {
+        words: CliRunner().invoke(app, [*words, "--help"], env={"COLUMNS": "400"}).output
+        for words in [("run",), ("new-plugin",), ("score",)]
+    }
+    assert " run [OPTIONS] SUITE " in usage[("run",)]
+    assert " new-plugin [OPTIONS] KIND NAME " in usage[("new-plugin",)]
+    assert " score [OPTIONS] [SAMPLES] " in usage[("score",)]
