@@ -214,7 +214,7 @@ def made(frame: pd.DataFrame, folder: Path) -> str:
         f"- Runs: {len(frame)} ({frame['strategy'].nunique()} strategies"
         + (f" × {settings} settings" if settings else "")
         + f"; seeds {seeds}); {int(frame['status'].isin(tables.BAD).sum())} diverged or failed.",
-        f"- Budget: {values('train.steps')} generator steps, batch {values('train.batch_size')}, "
+        f"- Budget: {values('train.steps')} training steps, batch {values('train.batch_size')}, "
         f"{values('eval.samples')} evaluation samples; protocol {values('eval_protocol')}.",
         f"- Code: harness {values('harness_version')}; device {values('device')}, torch "
         f"{values('torch_version')}, CPU instructions {values('cpu_capability')}, "

@@ -1,6 +1,6 @@
 """One readable training loop: n_critic critic steps, then generator_steps generator steps
 (alternating, or simultaneous as in PacGAN's code), constraint hooks,
-evaluation every ``eval.every`` generator steps. Seeded, deterministic on CPU, and free of
+evaluation every ``eval.every`` steps. Seeded, deterministic on CPU, and free of
 per-step host syncs: losses accumulate on the device and are read every ``log_every`` steps."""
 
 from __future__ import annotations
