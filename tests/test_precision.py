@@ -15,9 +15,10 @@ from harness.run.trainer import TRAIN_KEYS, MetricsSink, autocast, train
 
 CPU = torch.device("cpu")
 # keys of TOY_SUITE's runs without code identity, as made before the precision option existed;
-# harness 0.1.0 gave fe580c71fbd8ea59, bbfa04b5ad1aa13d, 875661bc51636ddb, 653437c221404e60 for
-# the same configs: only the version in the key moved, with the deliberate bump to 0.2.0
-KEYS_BEFORE = ["fd3ac56a275eb90a", "56587139eb489ee7", "b79dcf99fe6e7a84", "e48e52aa62ca5c4e"]
+# harness 0.1.0 gave fe580c71fbd8ea59, bbfa04b5ad1aa13d, 875661bc51636ddb, 653437c221404e60
+# and 0.2.0 fd3ac56a275eb90a, 56587139eb489ee7, b79dcf99fe6e7a84, e48e52aa62ca5c4e for the same
+# configs: only the version in the key moved, with the deliberate bumps to 0.2.0 and 0.3.0
+KEYS_BEFORE = ["8263b94c1b84a3f3", "781ffeaace45772a", "f95b74673b97aa43", "833f961bd427b003"]
 
 
 def penalty_and_grads(critic: nn.Module, precision: str, real, fake):

@@ -141,6 +141,17 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+@contextlib.contextmanager
+def rng_untouched():
+    """Inside, code draws from the global RNG streams as it likes; after it, every stream
+    (torch, CUDA, numpy, Python) is where it was."""
+    state = rng_state()
+    try:
+        yield
+    finally:
+        set_rng_state(state)
+
+
 class PeakMemory:
     """Peak memory of a run: the CUDA allocator's peak on GPU, sampled process RSS on CPU."""
 
@@ -251,16 +262,20 @@ class CriticStep(NamedTuple):
 
 
 def load_parts(spec: RunSpec, registry: Registry, device: torch.device, data_dir) -> Parts:
-    """Create the spec's plugins, load the data and build the networks and optimisers."""
-    dataset = registry.create("dataset", spec.dataset.name, spec.dataset.params)
-    loss = registry.create("loss", spec.loss.name, spec.loss.params)
-    constraint = registry.create("constraint", spec.constraint.name, spec.constraint.params)
-    metrics = {m.name: registry.create("metric", m.name, m.params) for m in spec.metrics}
-    arch = registry.create("architecture", spec.architecture.name, spec.architecture.params)
-
-    data = dataset.load("train", data_dir).x.to(device)
-    samples = spec.eval.samples
-    ctx = open_context(dataset, device, samples=samples, data_dir=data_dir, train=data, spec=spec)
+    """Create the spec's plugins, load the data and build the networks and optimisers. The
+    networks are the first to draw from the run's seed: whatever plugins, data and the
+    evaluation context draw (the evaluator loads once per process) leaves the streams as
+    they were."""
+    with rng_untouched():
+        dataset = registry.create("dataset", spec.dataset.name, spec.dataset.params)
+        loss = registry.create("loss", spec.loss.name, spec.loss.params)
+        constraint = registry.create("constraint", spec.constraint.name, spec.constraint.params)
+        metrics = {m.name: registry.create("metric", m.name, m.params) for m in spec.metrics}
+        arch = registry.create("architecture", spec.architecture.name, spec.architecture.params)
+        data = dataset.load("train", data_dir).x.to(device)
+        ctx = open_context(
+            dataset, device, samples=spec.eval.samples, data_dir=data_dir, train=data, spec=spec
+        )
     generator, critic = arch.build(spec.architecture.z_dim, tuple(data.shape[1:]), loss.output)
     generator, critic = generator.to(device), constraint.wrap_critic(critic.to(device))
     opt_g = make_optimizer(generator.parameters(), spec.optimizer)
@@ -445,9 +460,11 @@ def log_window(window: Window, run: RunResult, step: int, sink: MetricsSink, pro
 
 def evaluate_at(parts: Parts, run: RunResult, step: int, sink: MetricsSink) -> None:
     """Run every metric at this step; log the values and the files rendered (sample grid,
-    value surfaces)."""
+    value surfaces). Metrics may draw random numbers: training goes on from the streams as
+    they were, so the metrics listed and ``eval.every`` never change what trains."""
     parts.ctx.step = step
-    values = evaluate(parts.ctx, parts.metrics)
+    with rng_untouched():
+        values = evaluate(parts.ctx, parts.metrics)
     sink.log(values, step)
     sink.log_files(parts.ctx.artifacts)
     _record(run.history, values, step)
