@@ -106,3 +106,16 @@ def test_scores_render_the_rows_harness_score_wrote(tmp_path, monkeypatch):
         docs.render("scores r300.csv metrics=fid_mnist", tmp_path)
     with pytest.raises(HarnessError, match="missing.csv: missing"):
         docs.render("scores missing.csv", tmp_path)
+
+
+def test_a_section_its_data_cannot_give_names_itself_and_writes_nothing(project):
+    good = project / "results" / "A.md"
+    bad = project / "results" / "B.md"
+    good.write_text("<!-- harness: runs results/tiny metrics=modes_covered -->\n<!-- /harness -->")
+    bad.write_text("x\n\n<!-- harness: verdict results/tiny gan bce -->\n<!-- /harness -->\n")
+    before = good.read_text()
+    with pytest.raises(HarnessError, match=r"B\.md:3: verdict results/tiny gan bce: .*'gan'"):
+        docs.build([good, bad], project)
+    assert good.read_text() == before  # nothing written
+    with pytest.raises(HarnessError, match=r"B\.md:3: verdict"):
+        docs.check([bad], project)

@@ -249,18 +249,24 @@ def _duration(seconds: float) -> str:
 
 
 def build(paths: list[Path], root: Path) -> list[Section]:
-    """Rewrite every section of ``paths`` from the data; the sections whose text changed."""
+    """Rewrite every section of ``paths`` from the data; the sections whose text changed.
+    Every section is rendered before any file is written: a section its data cannot give
+    leaves every file as it was."""
     changed: list[Section] = []
+    texts = {}
     for path in paths:
         text, parts, last = path.read_text(), [], 0
         for match in SECTION.finditer(text):
-            fresh = render(match["spec"].strip(), root)
+            line = text.count("\n", 0, match.start()) + 1
+            section = Section(path, line, match["spec"].strip(), match["body"])
+            fresh = rendered(section, root)
             if fresh != match["body"]:
-                line = text.count("\n", 0, match.start()) + 1
-                changed.append(Section(path, line, match["spec"].strip(), match["body"]))
+                changed.append(section)
             parts += [text[last : match.start("body")], fresh]
             last = match.end("body")
-        path.write_text("".join(parts) + text[last:])
+        texts[path] = "".join(parts) + text[last:]
+    for path, text in texts.items():
+        path.write_text(text)
     return changed
 
 
@@ -268,9 +274,17 @@ def check(paths: list[Path], root: Path) -> Section | None:
     """The first section whose text is not what the data gives, or None."""
     for path in paths:
         for section in sections(path):
-            if render(section.spec, root) != section.body:
+            if rendered(section, root) != section.body:
                 return section
     return None
+
+
+def rendered(section: Section, root: Path) -> str:
+    """:func:`render` of one section, its errors naming the file, line and section."""
+    try:
+        return render(section.spec, root)
+    except HarnessError as exc:
+        raise HarnessError(f"{section}: {exc}") from None
 
 
 def default_paths(root: Path) -> list[Path]:
