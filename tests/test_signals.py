@@ -23,7 +23,14 @@ def test_sigterm_stops_the_workers_and_leaves_the_runs_resumable(tmp_path, write
     cmd = [sys.executable, "-m", "harness.cli", "run", str(path), "--jobs", "2"]
     cmd += ["--tracking-uri", f"sqlite:///{db}", "--checkpoint-every", "100"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(  # as a shell starts a background job: SIGINT ignored (`... &`)
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
     saved = lambda: list((db.parent / "checkpoints").glob("*/checkpoint.pt"))  # noqa: E731
     deadline = time.monotonic() + 120
     while len(saved()) < 2 and proc.poll() is None and time.monotonic() < deadline:

@@ -284,10 +284,14 @@ class Interrupts:
     @classmethod
     @contextlib.contextmanager
     def watch(cls):
-        default = signal.getsignal(signal.SIGINT) is signal.default_int_handler
-        if not default or threading.current_thread() is not threading.main_thread():
+        if threading.current_thread() is not threading.main_thread():
             yield
             return
+        # SIGINT is counted where it raises KeyboardInterrupt (not where a host set its own
+        # handler, or a shell ignores it for a background job: `nohup harness run ... &`);
+        # SIGTERM wherever nothing else handles it, backgrounded too
+        sigint = signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        sigterm = signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None)
 
         def count(signum, frame):
             cls.signals += 1
@@ -304,13 +308,17 @@ class Interrupts:
                 hook(event)
 
         hook, sys.unraisablehook = sys.unraisablehook, unraisable
-        before = signal.signal(signal.SIGTERM, count)
-        signal.signal(signal.SIGINT, count)
-        cls.watching, cls.signals, cls.terminated, cls.lost = True, 0, False, False
+        if sigterm:
+            signal.signal(signal.SIGTERM, count)
+        if sigint:
+            signal.signal(signal.SIGINT, count)
+        cls.watching, cls.signals, cls.terminated, cls.lost = sigint or sigterm, 0, False, False
         try:
             yield
         finally:
             cls.watching = False
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-            signal.signal(signal.SIGTERM, before)
+            if sigint:
+                signal.signal(signal.SIGINT, signal.default_int_handler)
+            if sigterm:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
             sys.unraisablehook = hook
