@@ -569,5 +569,30 @@ def data_fetch(
     console.print(done, highlight=False, soft_wrap=True)
 
 
+@data_app.command("train-evaluator")
+def data_train_evaluator(
+    data_dir: Annotated[
+        Path, typer.Option(help="Where full MNIST is (as `harness data fetch mnist` put it).")
+    ] = Path("data"),
+):
+    """Train the MNIST evaluator on full MNIST's 60,000 digits (as PacGAN's was: deterministic,
+    one thread, a few minutes) and keep it in the cache; runs on full MNIST (`source:
+    torchvision`) then measure with it, under their own protocol id."""
+    from harness.evaluation.evaluator import full_weights
+    from harness.evaluator_training import train_full
+
+    console.print(f"training the evaluator on full MNIST from {data_dir} (one thread) …")
+    try:
+        saved = train_full(data_dir)
+    except HarnessError as exc:
+        fail(exc)
+    console.print(
+        f"wrote {full_weights()} (sha256 {saved['sha256'][:12]}…, test accuracy "
+        f"{saved['test_accuracy']:.4f})",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
 if __name__ == "__main__":
     app()

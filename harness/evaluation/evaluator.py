@@ -5,6 +5,11 @@
 penultimate layer is the feature space of ``fid_mnist``; every machine, thread count and install
 sees the same network.
 
+A second evaluator, the same network trained on the 60,000 digits of full MNIST (as PacGAN's
+was), is made on the user's machine by ``harness data train-evaluator --data-dir DIR`` and kept
+in the cache (:func:`full_weights`); runs on full MNIST (``source: torchvision``) use it when it
+is there, and their protocol id says which evaluator measured them.
+
 Get it with :func:`mnist_evaluator`; :func:`evaluation_protocol` names what a run's
 evaluation numbers mean (logged as the ``eval_protocol`` param, compared by tables).
 """
@@ -27,12 +32,19 @@ from harness.core.parts import ClassModes, GaussianModes, Samples
 WEIGHTS = Path(__file__).with_name("weights") / "mnist_evaluator.pt"
 WEIGHTS_SHA256 = "995d7f976c8e7e59b10eb077644249d4138e8356131d6b2dbf47535c16bb702a"
 PROTOCOL_VERSION = "mnist-eval-v2"  # bump with the evaluator's weights or definition
+FULL_PROTOCOL_VERSION = "mnist-full-eval-v1"  # the evaluator trained on full MNIST
 TOY_PROTOCOL_VERSION = "gauss-3sigma-v1"  # PacGAN coverage: within 3σ of a centre
 
 
 def cache_dir() -> Path:
-    """Where cached real-data statistics live (``HARNESS_CACHE_DIR``); never weights."""
+    """Where cached real-data statistics and the full-MNIST evaluator live
+    (``HARNESS_CACHE_DIR``); nothing downloaded."""
     return Path(os.environ.get("HARNESS_CACHE_DIR", Path.home() / ".cache" / "harness"))
+
+
+def full_weights() -> Path:
+    """The evaluator trained on full MNIST by ``harness data train-evaluator``."""
+    return cache_dir() / "mnist_full_evaluator.pt"
 
 
 class EvaluatorNet(nn.Module):
@@ -64,8 +76,8 @@ class EvaluatorNet(nn.Module):
 
 @dataclass(frozen=True)
 class Evaluator:
-    """The frozen network, its weights' sha256, and its accuracy on the embedded MNIST test
-    split measured when it was trained."""
+    """The frozen network, its weights' sha256, and its accuracy on the test split of the
+    digits it was trained on (embedded or full MNIST), measured when it was trained."""
 
     net: EvaluatorNet
     sha256: str
@@ -102,51 +114,95 @@ def state_sha256(state: dict[str, Tensor]) -> str:
 
 
 def read_weights(path: Path = WEIGHTS, sha256: str | None = WEIGHTS_SHA256) -> dict:
-    """The saved file's content, its state dict's hash checked (``sha256=None``: unchecked)."""
+    """The saved file's content, its state dict's hash checked against ``sha256`` (None: against
+    the hash the file records, which the full-MNIST evaluator's file carries)."""
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise HarnessError(f"MNIST evaluator weights missing: {path} (a broken install)") from None
-    actual = state_sha256(saved["state_dict"])
-    if sha256 is not None and actual != sha256:
+    except Exception as exc:  # a pickle with code, random bytes, a truncated zip
+        why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise HarnessError(f"MNIST evaluator weights {path} unreadable: {why}") from None
+    try:
+        actual = state_sha256(saved["state_dict"])
+        expected = sha256 or saved["sha256"]
+    except (KeyError, TypeError, AttributeError):
+        raise HarnessError(f"MNIST evaluator weights {path}: not an evaluator file") from None
+    if actual != expected:
         raise HarnessError(
             f"MNIST evaluator weights {path} have sha256 {actual[:12]}…, expected "
-            f"{sha256[:12]}…: the file is corrupt or was replaced; reinstall the harness"
+            f"{expected[:12]}…: the file is corrupt or was replaced; "
+            + ("reinstall the harness" if sha256 else "train it again")
         )
     return saved | {"sha256": actual}
 
 
-@lru_cache(maxsize=1)
-def _frozen_cpu() -> Evaluator:
-    saved = read_weights()
+@lru_cache(maxsize=4)
+def _frozen_cpu(path: Path, sha256: str | None, _stamp=None) -> Evaluator:
+    saved = read_weights(path, sha256)
     net = EvaluatorNet(saved["n_classes"])
-    net.load_state_dict(saved["state_dict"])
+    try:
+        net.load_state_dict(saved["state_dict"])
+    except (RuntimeError, TypeError) as exc:
+        raise HarnessError(f"MNIST evaluator weights {path}: {exc}".splitlines()[0]) from None
     net.requires_grad_(False)
     return Evaluator(net.eval(), saved["sha256"], float(saved["test_accuracy"]))
 
 
 @lru_cache(maxsize=4)
-def _frozen_on(device: str) -> Evaluator:
-    cpu = _frozen_cpu()
+def _frozen_on(device: str, full: bool, _stamp=None) -> Evaluator:
+    cpu = _frozen_cpu(*_weights(full), _stamp)
     return Evaluator(copy.deepcopy(cpu.net).to(device), cpu.sha256, cpu.trained_accuracy)
 
 
-def mnist_evaluator(device: str | torch.device = "cpu") -> Evaluator:
-    """The frozen MNIST evaluator on ``device``, loaded once per process and device; it
-    serves every MNIST source (embedded, torchvision) and Stacked MNIST's channels."""
-    device = torch.device(device)
-    return _frozen_cpu() if device.type == "cpu" else _frozen_on(str(device))
+def _weights(full: bool) -> tuple[Path, str | None]:
+    return (full_weights(), None) if full else (WEIGHTS, WEIGHTS_SHA256)
+
+
+def _stamp(full: bool):
+    """The full-MNIST file's identity (path, mtime, size): a retrained file is reloaded."""
+    if not full:
+        return None
+    stat = full_weights().stat()
+    return (str(full_weights()), stat.st_mtime_ns, stat.st_size)
+
+
+def mnist_evaluator(device: str | torch.device = "cpu", full: bool = False) -> Evaluator:
+    """The frozen MNIST evaluator on ``device``, loaded once per process and device: the
+    shipped one (embedded digits), or with ``full`` the one trained on full MNIST. It serves
+    every MNIST source and Stacked MNIST's channels."""
+    device, stamp = torch.device(device), _stamp(full)
+    if device.type == "cpu":
+        return _frozen_cpu(*_weights(full), stamp)
+    return _frozen_on(str(device), full, stamp)
+
+
+def _source(dataset) -> str:
+    return getattr(dataset, "source", None) or getattr(
+        getattr(dataset, "digits", None), "source", "data"
+    )
+
+
+def uses_full_evaluator(dataset) -> bool:
+    """Whether ``dataset`` is measured by the full-MNIST evaluator: full MNIST (``source:
+    torchvision``, MNIST or Stacked MNIST) and the evaluator trained (:func:`full_weights`)."""
+    return (
+        isinstance(getattr(dataset, "modes", None), ClassModes)
+        and _source(dataset) == "torchvision"
+        and full_weights().is_file()
+    )
 
 
 def evaluation_protocol(dataset, samples: int, reference: str = "train") -> str:
     """What a run's evaluation numbers mean, as one id: for class-mode data (MNIST-like) the
-    evaluator version and weights hash, the evaluation sample count and the reference split;
+    evaluator (version and weights hash), the evaluation sample count and the reference split;
     for Gaussian toys the coverage definition and the sample count; else the sample count."""
     modes = getattr(dataset, "modes", None)
     if isinstance(modes, ClassModes):
-        source = getattr(dataset, "source", None) or getattr(
-            getattr(dataset, "digits", None), "source", "data"
-        )
+        source = _source(dataset)
+        if uses_full_evaluator(dataset):
+            sha = mnist_evaluator(full=True).fingerprint
+            return f"{FULL_PROTOCOL_VERSION}:{sha}:n{samples}:ref-{source}-{reference}"
         return f"{PROTOCOL_VERSION}:{WEIGHTS_SHA256[:12]}:n{samples}:ref-{source}-{reference}"
     if isinstance(modes, GaussianModes):
         return f"{TOY_PROTOCOL_VERSION}:n{samples}"
