@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
-# Run THERE, on the lent GPU machine, in one device call (≤ 8 minutes in all): install the
+# Run THERE, on the lent GPU machine, in one device call (≤ 9 minutes in all): install the
 # project and the wheels that benchmarks/gpu/prepare.sh fetched, run the tests marked `cuda`, the
 # CLI end to end on the device, then the benchmarks, each step under its own timeout. Writes
-# summary.md, steps.csv, eval.csv, overhead.csv, step_time.csv, jobs.csv and log.txt into $OUT
-# (./gpu-out when unset): at most 8 files, as the device tool brings back.
+# summary.md, steps.csv, eval.csv, overhead.csv, step_time.csv, stacked.csv, jobs.csv and log.txt
+# into $OUT (./gpu-out when unset): at most 8 files, as the device tool brings back.
 #
 #   bash benchmarks/gpu/check.sh [--device cuda] [--tiny] [--no-install]
 #   DRY_RUN=1 uv run bash benchmarks/gpu/check.sh --no-install      # here, on the CPU
 #
 # --device: the torch device (default cuda). --tiny (and DRY_RUN=1, which also sets --device
 # cpu): sizes small enough for a 2-core CPU. --no-install: the running python already has the
-# harness and its dependencies (uv run here). BUDGET_S (default 470; tiny 3600) caps the whole
+# harness and its dependencies (uv run here). BUDGET_S (default 500; tiny 3600) caps the whole
 # script; each step gets its own timeout (times TIMEOUT_SCALE: 1, tiny 8), never more than the
 # budget left.
 set -uo pipefail
@@ -31,7 +31,7 @@ mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 WORK=$(mktemp -d)
 PY=${PYTHON:-python3}
-BUDGET=${BUDGET_S:-$((TINY ? 3600 : 470))}
+BUDGET=${BUDGET_S:-$((TINY ? 3600 : 500))}
 SCALE=${TIMEOUT_SCALE:-$((TINY ? 8 : 1))}  # a 2-core CPU needs longer, even at tiny sizes
 export PYTHONUNBUFFERED=1 HARNESS_CACHE_DIR=$WORK/cache HARNESS_TEST_DEVICE=$DEVICE
 export MLFLOW_TRACKING_URI=sqlite:///$WORK/cli/mlflow.db
@@ -93,10 +93,11 @@ EOF
 if ((TINY)); then
     EVAL=(--samples 500) OVER=(--steps 2 --repeats 1 --constraints none,gradient_penalty)
     STEP=(--steps 3 --tiny) COMPILE=(--steps 3 --tiny --suites toy_modes)
-    JOBS=(--jobs 1,2 --steps 2 --seeds 0 --tiny)
+    JOBS=(--jobs 1,2 --steps 2 --seeds 0 --tiny) STACK=(--members 1,2 --steps 1 --archs sweep)
 else
     EVAL=(--samples 10000) OVER=(--steps 50 --repeats 3 --full-width)
     STEP=(--steps 100) COMPILE=(--steps 100) JOBS=(--jobs 1,4,8,16 --steps 100)
+    STACK=(--members 1,4,16,48 --steps 10)
 fi
 
 if ((INSTALL)); then
@@ -111,6 +112,8 @@ step step_time 50 "$PY" benchmarks/gpu/step_time.py --device "$DEVICE" --modes f
     --csv "$WORK/step_time.csv" "${STEP[@]}"
 step compile 50 "$PY" benchmarks/gpu/step_time.py --device "$DEVICE" --modes compile \
     --csv "$WORK/compile.csv" "${COMPILE[@]}"
+step stacked 45 "$PY" benchmarks/stacked_step.py --device "$DEVICE" --csv "$OUT/stacked.csv" \
+    "${STACK[@]}"
 step jobs 100 "$PY" benchmarks/gpu/jobs.py --device "$DEVICE" --csv "$OUT/jobs.csv" "${JOBS[@]}"
 
 csv_of_tables "$WORK/eval.md" "$OUT/eval.csv"
@@ -127,7 +130,7 @@ print(f"python {platform.python_version()}, torch {torch.__version__}, {gpu}")')
     echo '| step | status | rc | seconds | timeout s |'
     echo '|---|---|---:|---:|---:|'
     tail -n +2 "$OUT/steps.csv" | sed 's/,/ | /g; s/^/| /; s/$/ |/'
-    for name in eval overhead step_time compile jobs; do
+    for name in eval overhead step_time compile stacked jobs; do
         [[ -s $WORK/$name.md ]] && printf '\n## %s\n\n' "$name" && cat "$WORK/$name.md"
     done
     printf '\n## tests and CLI (last lines)\n\n```\n'
