@@ -8,6 +8,7 @@ import contextlib
 import ctypes
 import os
 import signal
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
@@ -87,6 +88,10 @@ def local_processes(worker: Callable, jobs: list, workers: int) -> Results:
 def stop(pool: ProcessPoolExecutor, grace: float = 30.0) -> None:
     """Cancel what is queued, SIGTERM the workers (each ends its run as interrupted), and kill
     any still alive after ``grace`` seconds."""
+    if hasattr(signal, "SIGPIPE") and threading.current_thread() is threading.main_thread():
+        # the pool's manager thread may still write to a worker that has exited: an EPIPE it
+        # handles, not a SIGPIPE that kills this process (the CLI sets SIG_DFL for `| head`)
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     processes = list(getattr(pool, "_processes", {}).values())  # no public handle before 3.14
     pool.shutdown(wait=False, cancel_futures=True)
     for process in processes:
