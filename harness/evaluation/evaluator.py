@@ -119,7 +119,8 @@ def read_weights(path: Path = WEIGHTS, sha256: str | None = WEIGHTS_SHA256) -> d
     try:
         saved = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
-        raise HarnessError(f"MNIST evaluator weights missing: {path} (a broken install)") from None
+        why = "a broken install" if sha256 else "`harness data train-evaluator` makes it"
+        raise HarnessError(f"MNIST evaluator weights missing: {path} ({why})") from None
     except Exception as exc:  # a pickle with code, random bytes, a truncated zip
         why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise HarnessError(f"MNIST evaluator weights {path} unreadable: {why}") from None
@@ -138,7 +139,8 @@ def read_weights(path: Path = WEIGHTS, sha256: str | None = WEIGHTS_SHA256) -> d
 
 
 @lru_cache(maxsize=4)
-def _frozen_cpu(path: Path, sha256: str | None, _stamp=None) -> Evaluator:
+def _frozen_cpu(full: bool, _stamp=None) -> Evaluator:
+    path, sha256 = (full_weights(), None) if full else (WEIGHTS, WEIGHTS_SHA256)
     saved = read_weights(path, sha256)
     net = EvaluatorNet(saved["n_classes"])
     try:
@@ -151,20 +153,18 @@ def _frozen_cpu(path: Path, sha256: str | None, _stamp=None) -> Evaluator:
 
 @lru_cache(maxsize=4)
 def _frozen_on(device: str, full: bool, _stamp=None) -> Evaluator:
-    cpu = _frozen_cpu(*_weights(full), _stamp)
+    cpu = _frozen_cpu(full, _stamp)
     return Evaluator(copy.deepcopy(cpu.net).to(device), cpu.sha256, cpu.trained_accuracy)
 
 
-def _weights(full: bool) -> tuple[Path, str | None]:
-    return (full_weights(), None) if full else (WEIGHTS, WEIGHTS_SHA256)
-
-
 def _stamp(full: bool):
-    """The full-MNIST file's identity (path, mtime, size): a retrained file is reloaded."""
+    """The full-MNIST file's identity (path, mtime, size), the caches' key: a retrained file,
+    or another cache folder, is loaded afresh."""
     if not full:
         return None
-    stat = full_weights().stat()
-    return (str(full_weights()), stat.st_mtime_ns, stat.st_size)
+    path = full_weights()
+    stat = path.stat() if path.is_file() else None
+    return (str(path), stat and stat.st_mtime_ns, stat and stat.st_size)
 
 
 def mnist_evaluator(device: str | torch.device = "cpu", full: bool = False) -> Evaluator:
@@ -173,7 +173,7 @@ def mnist_evaluator(device: str | torch.device = "cpu", full: bool = False) -> E
     every MNIST source and Stacked MNIST's channels."""
     device, stamp = torch.device(device), _stamp(full)
     if device.type == "cpu":
-        return _frozen_cpu(*_weights(full), stamp)
+        return _frozen_cpu(full, stamp)
     return _frozen_on(str(device), full, stamp)
 
 

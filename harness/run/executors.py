@@ -73,25 +73,37 @@ def local_processes(worker: Callable, jobs: list, workers: int) -> Results:
     exits; none is left behind."""
     pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_worker_init)
     done = False
+    with _pipe_errors_not_signals():
+        try:
+            futures = {pool.submit(_run_one, worker, job): job for job in jobs}
+            for future in as_completed(futures):
+                yield futures[future], future.result
+            done = True
+        finally:
+            if done:
+                pool.shutdown(wait=True)
+            else:
+                stop(pool)
+
+
+@contextlib.contextmanager
+def _pipe_errors_not_signals() -> Iterator[None]:
+    """SIGPIPE ignored while a pool lives: its manager thread may write to a worker that has
+    exited (stopped, or crashed), an EPIPE the pool handles, where the CLI's SIG_DFL (set for
+    `harness ... | head`) would kill this process instead."""
+    if not hasattr(signal, "SIGPIPE") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     try:
-        futures = {pool.submit(_run_one, worker, job): job for job in jobs}
-        for future in as_completed(futures):
-            yield futures[future], future.result
-        done = True
+        yield
     finally:
-        if done:
-            pool.shutdown(wait=True)
-        else:
-            stop(pool)
+        signal.signal(signal.SIGPIPE, previous)
 
 
 def stop(pool: ProcessPoolExecutor, grace: float = 30.0) -> None:
     """Cancel what is queued, SIGTERM the workers (each ends its run as interrupted), and kill
     any still alive after ``grace`` seconds."""
-    if hasattr(signal, "SIGPIPE") and threading.current_thread() is threading.main_thread():
-        # the pool's manager thread may still write to a worker that has exited: an EPIPE it
-        # handles, not a SIGPIPE that kills this process (the CLI sets SIG_DFL for `| head`)
-        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     processes = list(getattr(pool, "_processes", {}).values())  # no public handle before 3.14
     pool.shutdown(wait=False, cancel_futures=True)
     for process in processes:
