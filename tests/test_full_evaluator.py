@@ -112,3 +112,19 @@ def test_a_planted_pickle_in_the_cache_is_refused_without_running(tmp_path, monk
     with pytest.raises(HarnessError, match="unreadable"):
         evaluation_protocol(MNIST("torchvision"), 100)
     assert not (tmp_path / "planted-ran").exists()
+
+
+@pytest.mark.parametrize("damage", ["random bytes", "wrong image size"])
+def test_damaged_mnist_files_are_one_line_for_the_evaluator_and_for_runs(full_mnist, damage):
+    raw = full_mnist / "MNIST" / "raw"
+    if damage == "random bytes":
+        (raw / "train-images-idx3-ubyte").write_bytes(np.random.default_rng(0).bytes(100))
+    else:
+        pixels = np.zeros((600, 14, 14), np.uint8)
+        header = struct.pack(">IIII", 0x803, 600, 14, 14)
+        (raw / "train-images-idx3-ubyte").write_bytes(header + pixels.tobytes())
+    with pytest.raises(HarnessError, match="not readable as MNIST|not 28×28 digits"):
+        MNIST("torchvision").load("train", full_mnist)
+    result = CliRunner().invoke(app, ["data", "train-evaluator", "--data-dir", str(full_mnist)])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert not full_weights().exists()

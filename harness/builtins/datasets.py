@@ -158,6 +158,19 @@ def _torchvision_mnist(split: str, data_dir: Path | None) -> tuple[np.ndarray, n
             "train-images-idx3-ubyte and friends); the harness never downloads by itself: run "
             f"`harness data fetch mnist --data-dir {data_dir}` or use source 'embedded'"
         ) from None
+    except (AssertionError, ValueError, OSError) as exc:  # torchvision's IDX reader on bad bytes
+        raise HarnessError(
+            f"MNIST under {data_dir}/MNIST/raw is not readable as MNIST ({type(exc).__name__}"
+            f"{': ' + str(exc).splitlines()[0] if str(exc) else ''}): a truncated or foreign "
+            f"file; fetch it again with `harness data fetch mnist --data-dir {data_dir}`"
+        ) from None
+    if data.data.shape[1:] != (28, 28) or len(data.targets) != len(data.data):
+        raise HarnessError(
+            f"MNIST under {data_dir}/MNIST/raw has images of shape "
+            f"{tuple(data.data.shape[1:])} and {len(data.targets)} labels for "
+            f"{len(data.data)} images, not 28×28 digits with a label each; fetch it again with "
+            f"`harness data fetch mnist --data-dir {data_dir}`"
+        )
     return data.data.numpy().reshape(len(data), -1), data.targets.numpy()
 
 
