@@ -160,6 +160,24 @@ AddressOpt = Annotated[
 GpusOpt = Annotated[
     float, typer.Option(min=0, help="GPUs per Ray task: 0.25 puts four runs on a GPU.")
 ]
+StackOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--stack/--no-stack",
+        show_default="each run's train.stack: auto, stacked where a trial measures it faster",
+        help="Train runs that differ only in seed and optimiser settings as one stacked model "
+        "(--stack: wherever the parts declare support, unmeasured), or each alone.",
+    ),
+]
+MaxMembersOpt = Annotated[
+    int | None,
+    typer.Option(
+        min=1,
+        max=1024,
+        show_default="16 on CPU, 64 on a GPU",
+        help="Most runs in one stacked model.",
+    ),
+]
 RerunOpt = Annotated[
     str | None, typer.Option(help="Retrain these strategies' finished runs anyway: A,B or all.")
 ]
@@ -194,6 +212,8 @@ def run(
     executor: ExecutorOpt = Executor.local,
     address: AddressOpt = None,
     gpus_per_run: GpusOpt = 0.0,
+    stack: StackOpt = None,
+    max_members: MaxMembersOpt = None,
     rerun: RerunOpt = None,
     only: OnlyOpt = None,
     max_runs: MaxRunsOpt = MAX_RUNS,
@@ -212,6 +232,8 @@ def run(
         executor=executor.value,
         address=address,
         gpus_per_run=gpus_per_run,
+        stack=None if stack is None else ("on" if stack else "off"),
+        max_members=max_members,
     )
     with reporter() as progress, Interrupts.watch():
         try:

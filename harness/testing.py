@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
+from harness.core.errors import ContractError
 from harness.core.parts import (
     Architecture,
     ClassModes,
@@ -33,6 +34,7 @@ from harness.core.parts import (
     Loss,
     critic_pack,
 )
+from harness.run.member_checks import check_architecture_members, check_constraint_members
 from harness.run.trainer import seed_everything
 
 DEVICES = [
@@ -54,13 +56,6 @@ __all__ = [
     "check_dataset",
     "check_loss",
 ]
-
-
-class ContractError(AssertionError):
-    """A part broke a rule of its kind's contract."""
-
-    def __init__(self, label: str, rule: str):
-        super().__init__(f"{label}: {rule}")
 
 
 def _require(ok: bool, label: str, rule: str) -> None:
@@ -355,12 +350,15 @@ def check_constraint(part: type[Constraint] | Constraint, /, *, device="cpu", **
     optimiser holds them); ``after_critic_step`` builds no autograd graph; the wrapped critic
     runs under ``torch.no_grad()`` and is differentiable in its input (how evaluation and the
     Lipschitz metrics call it); a critic packing k samples keeps scoring packs once wrapped;
-    all of it repeats under a seed; and the wrapped critic's ``state_dict`` loads into a
-    freshly wrapped critic, which then gives the same outputs."""
+    all of it repeats under a seed; the wrapped critic's ``state_dict`` loads into a
+    freshly wrapped critic, which then gives the same outputs; and a constraint declaring
+    ``members`` trains stacked as each member alone (:mod:`harness.run.member_checks`)."""
     make, label = _factory(part, Constraint, params)
     device = torch.device(device)
     _check_packed(make, label, device)
     for shape in [(2,), (1, 8, 8)]:
+        nets = lambda shape=shape: _reference_models(shape)  # noqa: E731
+        check_constraint_members(make, label, nets, shape, device)
         critic, first = _constraint_trial(make, label, shape, device, seed=0)
         _, again = _constraint_trial(make, label, shape, device, seed=0)
         for what, value in first.items():
@@ -516,7 +514,9 @@ def check_architecture(
     """Check an architecture for ``data_shape`` (default: each of ``SHAPES`` that ``build``
     accepts; it may refuse the others with ``ValueError``): the generator maps (N, z_dim) to
     (N, *data_shape), the critic to (N,) finite values, sample by sample; every parameter gets
-    a gradient; building repeats under a seed; and state_dicts load into a fresh build."""
+    a gradient; building repeats under a seed; state_dicts load into a fresh build; and an
+    architecture declaring ``stackable`` gives each member its own outputs and gradients
+    when stacked (:mod:`harness.run.member_checks`)."""
     make, label = _factory(part, Architecture, params)
     device, independent = torch.device(device), make().per_sample_critic
     shapes = [tuple(data_shape)] if data_shape else [s for s in SHAPES if _accepts(make, s)]
@@ -528,6 +528,7 @@ def check_architecture(
             values = _check_pair(label, *pair, z_dim, shape, device, independent)
             if i == 0 and output == "score":
                 _check_repeatable(make, label, pair, values, z_dim, shape, device)
+                check_architecture_members(make, label, z_dim, shape, output, device)
 
 
 def _check_repeatable(make, label, pair, values, z_dim, shape, device) -> None:

@@ -15,6 +15,8 @@ class MLP(Architecture):
     (the WGAN-GP toy code: 3 × 512). ``pack`` k: the critic scores k samples concatenated
     (PacGAN); batch sizes must then be multiples of k."""
 
+    stackable = True  # standard layers: runs may train as one stacked model
+
     code_modules = (
         "harness.builtins.architecture_nets",
     )  # its networks: part of its code identity
@@ -41,6 +43,8 @@ class DCGAN28(Architecture):
     tanh output, and a strided-conv LeakyReLU critic with a linear output and no batch norm
     (batch norm breaks per-sample gradient penalties). ``pack`` k: the critic scores k images
     stacked along channels (PacGAN); batch sizes must then be multiples of k."""
+
+    stackable = True  # standard layers: runs may train as one stacked model
 
     code_modules = ("harness.builtins.architecture_nets",)
 

@@ -29,12 +29,15 @@ def _weight(value: float, name: str = "weight") -> float:
 class NoConstraint(Constraint):
     """No Lipschitz constraint (the plain GAN baseline)."""
 
+    members = "elementwise"
+
 
 class WeightClip(Constraint):
     """Clip every critic parameter to [-c, c] after each critic step (WGAN, Arjovsky et al.,
     2017; RMSprop lr 5e-5, c = 0.01)."""
 
     default_optimizer = {"name": "rmsprop", "lr": 5e-5}
+    members = "elementwise"
 
     def __init__(self, c: Annotated[float, Field(gt=0)] = 0.01):
         _require(c > 0, "c must be positive")  # `not c > 0` also refuses NaN
@@ -71,6 +74,7 @@ class GradientPenalty(Constraint):
     Adam lr 1e-4, betas (0, 0.9), λ = 10, p = 2)."""
 
     default_optimizer = {"name": "adam", "lr": 1e-4, "betas": (0.0, 0.9)}
+    members = "elementwise"
 
     def __init__(
         self,
@@ -93,6 +97,7 @@ class LipschitzPenalty(Constraint):
     of Wasserstein GANs"; defaults as WGAN-GP: Adam lr 1e-4, betas (0, 0.9), λ = 10)."""
 
     default_optimizer = {"name": "adam", "lr": 1e-4, "betas": (0.0, 0.9)}
+    members = "elementwise"
 
     def __init__(self, weight: Annotated[float, Field(ge=0)] = 10.0):
         self.weight = _weight(weight)
@@ -108,6 +113,7 @@ class R1(Constraint):
     non-saturating loss and one critic step)."""
 
     default_optimizer = {"name": "rmsprop", "lr": 1e-4}
+    members = "elementwise"
 
     def __init__(self, gamma: Annotated[float, Field(ge=0)] = 10.0):
         self.gamma = _weight(gamma, "gamma")
@@ -144,17 +150,20 @@ class SpectralNorm(Constraint):
     """Divide each critic layer's weight by its largest singular value, estimated by power
     iteration (SNGAN, Miyato et al., 2018; Adam lr 2e-4, betas (0.5, 0.999))."""
 
+    members = "native"  # a power iteration per member: see spectral_layers
+    code_modules = ("harness.builtins.spectral_layers",)
+
     def __init__(self, n_power_iterations: Annotated[int, Field(ge=1, le=100)] = 1):
         self.n_power_iterations = n_power_iterations
 
     def wrap_critic(self, critic: nn.Module) -> nn.Module:
         from torch import nn
 
+        from harness.builtins.spectral_layers import spectral_norm
+
         for module in list(critic.modules()):
             if isinstance(module, nn.Linear | nn.Conv2d | nn.ConvTranspose2d):
-                nn.utils.parametrizations.spectral_norm(
-                    module, n_power_iterations=self.n_power_iterations
-                )
+                spectral_norm(module, self.n_power_iterations)
         return critic
 
 

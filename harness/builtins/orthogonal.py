@@ -33,6 +33,7 @@ class Orthogonal(Constraint):
     operator norm ≤ 1. ReLU/LeakyReLU become GroupSort; weights start orthogonal."""
 
     default_optimizer = {"name": "adam", "lr": 2e-4, "betas": (0.5, 0.999)}
+    members = "native"  # its parametrized layers run under vmap, each member on its own weights
     code_modules = ("harness.builtins.orthogonal_layers",)  # its layers: part of its code identity
 
     def __init__(

@@ -20,6 +20,8 @@ class PacGANToy(Architecture):
     weights N(0, ``init_std``²). ``pack`` k: the critic scores k samples concatenated
     (PacGANk); batch sizes must then be multiples of k."""
 
+    stackable = True  # standard layers: runs may train as one stacked model
+
     code_modules = ("harness.builtins.pacgan_nets",)  # its networks: part of its identity
 
     def __init__(

@@ -38,6 +38,8 @@ class PacGANDCGAN(Architecture):
     with batch norm; N(0, 0.02²) init; U(−1, 1) noise. ``unit_data``: real images in [0, 1]
     against a tanh generator, as their code feeds them."""
 
+    stackable = True  # standard layers: runs may train as one stacked model
+
     code_modules = ("harness.builtins.pacgan_dcgan_nets", "harness.builtins.architecture_nets")
     per_sample_critic = False  # batch norm in the discriminator, as theirs
 
@@ -66,6 +68,8 @@ class PacGANDCGANSmall(Architecture):
     discriminator of ``d_width``, 2×, 4× channels with batch norm and LeakyReLU 0.3, against a
     64-32-16-8-channel transposed-conv generator; ``d_width`` 2 is their ``D=0.25G`` network,
     4 their ``D=0.5G``."""
+
+    stackable = True  # standard layers: runs may train as one stacked model
 
     code_modules = ("harness.builtins.pacgan_dcgan_nets", "harness.builtins.architecture_nets")
     per_sample_critic = False  # batch norm in the discriminator, as theirs

@@ -7,6 +7,7 @@ Torch modules are built on demand (``packed``), so importing this module stays c
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import cache
 from typing import Any
 
 
@@ -21,6 +22,13 @@ def packed(build_critic: Callable[[tuple[int, ...]], Any], data_shape: tuple[int
     critic = build_critic(packed_shape(data_shape, pack))
     if pack == 1:
         return critic
+    return packed_class()(critic, pack)
+
+
+@cache
+def packed_class() -> type:
+    """The packing module class, made once (torch imported on first use): every packed critic
+    is an instance of the same class, so members of a stack share it."""
     from torch import Tensor, nn
 
     class Packed(nn.Module):
@@ -43,4 +51,4 @@ def packed(build_critic: Callable[[tuple[int, ...]], Any], data_shape: tuple[int
                 )
             return self.critic(x.reshape(n // self.pack, self.pack * x.shape[1], *x.shape[2:]))
 
-    return Packed(critic, pack)
+    return Packed

@@ -33,3 +33,11 @@ class SuiteError(HarnessError):
 
 class PluginError(HarnessError):
     """A plugin failed to load or registered a bad or duplicate part."""
+
+
+class ContractError(AssertionError):
+    """A plugin part broke a rule of its kind's contract (raised by the conformance kit,
+    :mod:`harness.testing`)."""
+
+    def __init__(self, label: str, rule: str):
+        super().__init__(f"{label}: {rule}")

@@ -36,9 +36,24 @@ class Constraint:
     """A Lipschitz strategy. Every hook is optional and a no-op by default.
 
     ``default_optimizer`` is the optimiser its paper used; a suite strategy may override it.
+
+    ``members`` says whether runs using it may train as one stacked model (several runs'
+    critics as one module, batches member-major: member m's samples are rows m·B … m·B+B−1):
+
+    - ``"elementwise"``: its hooks work unchanged on the stacked critic and member-major
+      batches: per-sample terms reduced by ``.mean()`` (each member gets its own mean),
+      random tensors with one row per sample (each member's drawn from its own stream),
+      element-wise projections of the parameters. No batch-wide statistic (``std()`` over
+      the batch), no draw of another shape (refused).
+    - ``"native"``: it handles stacked critics itself (its ``wrap_critic`` modules run
+      under ``torch.func.vmap``, its penalty returns one value per member).
+    - ``None`` (the default): runs using it train alone.
+
+    The testing kit trains a declared constraint stacked and per run and requires them to agree.
     """
 
     default_optimizer: ClassVar[dict] = {"name": "adam", "lr": 2e-4, "betas": (0.5, 0.999)}
+    members: ClassVar[Literal["elementwise", "native"] | None] = None
 
     def wrap_critic(self, critic: nn.Module) -> nn.Module:
         """Structural change to the critic (spectral norm, orthonormal layers, ...)."""
@@ -62,10 +77,17 @@ class Architecture:
     ``per_sample_critic``: the critic scores each sample independently of the others in its
     batch. A critic with batch norm (PacGAN's DCGAN) sets it False: the testing kit then skips
     that check, and a suite pairing it with a penalty constraint (per-sample input gradients,
-    as WGAN-GP's) is warned at validation."""
+    as WGAN-GP's) is warned at validation.
+
+    ``stackable``: the networks ``build`` returns run under ``torch.func.vmap`` with
+    ``functional_call`` (standard layers, batch norm included; no data-dependent Python
+    control flow, no ``out=`` operations), and the networks of one instance's builds have the
+    same structure whatever the seed, so several runs' networks train as one stacked model.
+    Undeclared: its runs train alone."""
 
     batch_multiple: int = 1
     per_sample_critic: bool = True
+    stackable: ClassVar[bool] = False
 
     def build(
         self, z_dim: int, data_shape: tuple[int, ...], output: Output

@@ -104,6 +104,12 @@ class TrainConfig(Strict):
     precision: Literal["fp32", "bf16"] = Field(
         "fp32", description="bf16: autocast the forward passes (changes results: in the run key)"
     )
+    stack: Literal["auto", "off"] = Field(
+        "auto",
+        description="auto: runs that differ only in seed and optimiser settings train as one "
+        "stacked model where a short trial measures it faster; off: each alone (not in the run "
+        "key: stacking changes only the order of floating-point sums)",
+    )
 
 
 class OptimizerConfig(Strict):
@@ -203,6 +209,7 @@ class RunSpec(BaseModel):
         for name, default in TRAIN_DEFAULTS.items():  # defaults: keys made before the field
             if config["train"][name] == default:  # existed stay valid, so finished runs are
                 del config["train"][name]  # still skipped
+        del config["train"]["stack"]  # how runs execute, not what they compute
         for name in ("setting", "sweep"):  # likewise for runs outside a sweep
             if config[name] is None:
                 del config[name]

@@ -9,6 +9,7 @@ this process (``jobs=1``), in a local worker process (``jobs=N``) or as a Ray ta
 from __future__ import annotations
 
 import contextlib
+import logging
 import multiprocessing
 import signal
 import sys
@@ -27,10 +28,14 @@ from harness.run.executors import (
     local_processes,
     ray_tasks,
 )
+from harness.run.grouping import default_max_members, plan_groups, remember, remembered, trial_key
 from harness.run.planning import decide, plan
 from harness.run.provenance import DEFAULT_THREADS, run_provenance, torch_threads
+from harness.run.stacked_training import train_stacked, trial
 from harness.run.store import RunLog, Store, is_store_error, storage_error
 from harness.run.trainer import resolve_device, train
+
+log = logging.getLogger("harness")
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,8 @@ class RunSettings:
     gpus_per_run: float = 0.0  # GPUs per Ray task
     cpus_per_run: float = 1.0  # CPUs per Ray task
     rerun: frozenset[str] = frozenset()  # strategies whose finished runs train again
+    stack: str | None = None  # on | off | None: each run's train.stack (auto by default)
+    max_members: int | None = None  # runs per stacked group (None: by device, grouping)
 
 
 @dataclass
@@ -61,11 +68,12 @@ class Outcome:
 
 @dataclass(frozen=True)
 class Job:
-    """Everything one run needs, picklable: it travels to worker processes and Ray tasks."""
+    """Everything one run (or one group of runs trained stacked) needs, picklable: it travels
+    to worker processes and Ray tasks."""
 
     tracking_uri: str
     parent_id: str
-    spec: RunSpec
+    specs: tuple[RunSpec, ...]
     settings: RunSettings = RunSettings()
 
 
@@ -134,7 +142,9 @@ def train_all(suite, trained, registry, store, settings, progress, outcomes) -> 
     except Exception as exc:
         store.end_suite(None, "failed")
         raise storage_error(exc, store.uri) from None
-    jobs = [Job(store.uri, parent_id, spec, settings) for spec in trained]
+    jobs = [
+        Job(store.uri, parent_id, specs, settings) for specs in groups(trained, registry, settings)
+    ]
     status = "finished"
     try:
         with contextlib.closing(execute(jobs, store, registry, settings, progress)) as results:
@@ -170,14 +180,23 @@ def read_logged(store: Store, suite: Suite) -> tuple[list, dict]:
     return logged, completed
 
 
+def groups(specs: list[RunSpec], registry: Registry, settings: RunSettings):
+    """The jobs ``specs`` train as: stacked groups and single runs (:mod:`harness.run.grouping`)."""
+    max_members = settings.max_members or default_max_members(settings.device)
+    return plan_groups(
+        specs, registry, stack=settings.stack, max_members=max_members, compile=settings.compile
+    )
+
+
 def execute(
     jobs: list[Job], store: Store, registry: Registry, settings: RunSettings, progress: Progress
 ) -> Iterator[Outcome]:
-    """Each job's outcome as it completes: in this process one after another (``jobs=1``,
-    with per-step progress), else through an executor (progress at each run's end only)."""
+    """Each run's outcome as its job completes: in this process one after another
+    (``jobs=1``, with per-step progress), else through an executor (progress at each job's
+    end only)."""
     if settings.executor == "local" and settings.jobs == 1:
         for job in jobs:
-            yield run_job(job, store, registry, progress)
+            yield from run_job(job, store, registry, progress)
         return
     if not jobs:
         return
@@ -189,16 +208,16 @@ def execute(
         results = local_processes(run_job, jobs, settings.jobs)
     with contextlib.closing(results):
         workers = "on Ray" if settings.executor == "ray" else f"{settings.jobs} at a time"
-        progress.runs_queued([job.spec for job in jobs], workers)
+        progress.runs_queued([spec for job in jobs for spec in job.specs], workers)
         for job, result in results:
             try:
-                outcome = result()
+                yield from result()
             except Exception as exc:
                 if is_store_error(exc):  # the store refused the worker a write: stop the suite
                     raise
-                # the worker died before it could record the run
-                outcome = Outcome(job.spec, "failed", error=f"{type(exc).__name__}: {exc}")
-            yield outcome
+                # the worker died before it could record its runs
+                error = f"{type(exc).__name__}: {exc}"
+                yield from (Outcome(spec, "failed", error=error) for spec in job.specs)
 
 
 def run_job(
@@ -206,55 +225,141 @@ def run_job(
     store: Store | None = None,
     registry: Registry | None = None,
     progress: Progress | None = None,
-) -> Outcome:
-    """Train one run and record it in the store: the worker function every executor runs. In
-    a worker it opens its own store connection and registry.
+) -> list[Outcome]:
+    """Train a job's runs and record them in the store: the worker function every executor
+    runs. In a worker it opens its own store connection and registry.
 
-    The run key is claimed first (:meth:`Store.claim_run`, held until the run is recorded):
+    Each run key is claimed first (:meth:`Store.claim_run`, held until the run is recorded):
     a run a live process holds is left to it (outcome ``held``), and the store is read again
-    under the claim, so a run completed meanwhile is skipped and an unfinished one resumed."""
+    under the claim, so a run completed meanwhile is skipped and an unfinished one resumed.
+    The runs left train as one stacked model when there are several and stacking pays
+    (:func:`stacking_pays`), else one after another."""
     store = store or Store(job.tracking_uri)
-    key = job.spec.run_key
-    held = store.claim_run(key)
-    if held is None:
-        return Outcome(job.spec, "held", error=f"held by {store.run_holder(key)}")
-    with held:
-        logged = store.child_runs(store.experiment_of(job.parent_id), key)
-        completed, resumable = store.existing_runs(logged)
-        if decide(job.spec, completed, job.settings.rerun) == "skip":
-            return Outcome(job.spec, "skipped", dict(completed[key].metrics))
-        run = store.start_run(job.parent_id, job.spec, resume=resumable.get(key))
-        if key in completed:  # --rerun: the finished run stays, marked as superseded
-            store.supersede(completed[key].id, run.run_id)
-        with torch_threads(job.settings.threads):
-            return _train(job, run, registry, progress)
-
-
-def _train(job: Job, run: RunLog, registry: Registry | None, progress: Progress | None):
+    registry = registry or Registry(job.specs[0].plugins)
     progress = progress or Progress()
-    settings = job.settings
+    outcomes: dict[str, Outcome] = {}
+    with contextlib.ExitStack() as claims:
+        todo = []
+        for spec in job.specs:
+            held = store.claim_run(spec.run_key)
+            if held is None:
+                error = f"held by {store.run_holder(spec.run_key)}"
+                outcomes[spec.run_key] = Outcome(spec, "held", error=error)
+                continue
+            claims.enter_context(held)
+            logged = store.child_runs(store.experiment_of(job.parent_id), spec.run_key)
+            completed, resumable = store.existing_runs(logged)
+            if decide(spec, completed, job.settings.rerun) == "skip":
+                metrics = dict(completed[spec.run_key].metrics)
+                outcomes[spec.run_key] = Outcome(spec, "skipped", metrics)
+            else:
+                todo.append((spec, completed.get(spec.run_key), resumable.get(spec.run_key)))
+        with torch_threads(job.settings.threads):
+            specs = [spec for spec, _, _ in todo]
+            if len(todo) > 1 and stacking_pays(specs, registry, job.settings):
+                runs = [start_run(store, job, *run) for run in todo]
+                outcomes.update(_train_stacked(job.settings, runs, registry, progress))
+            else:
+                for run in todo:
+                    outcome = _train(job.settings, start_run(store, job, *run), registry, progress)
+                    outcomes[outcome.spec.run_key] = outcome
+    return [outcomes[spec.run_key] for spec in job.specs]
+
+
+def start_run(
+    store: Store, job: Job, spec: RunSpec, completed, resumable
+) -> tuple[RunSpec, RunLog]:
+    """Open the run's log (resuming an unfinished one); a ``--rerun`` of a finished run
+    leaves that one marked as superseded."""
+    run = store.start_run(job.parent_id, spec, resume=resumable)
+    if completed is not None:
+        store.supersede(completed.id, run.run_id)
+    return spec, run
+
+
+def stacking_pays(specs: list[RunSpec], registry: Registry, settings: RunSettings) -> bool:
+    """``--stack``: yes. Otherwise (``train.stack: auto``) the remembered verdict of a trial
+    for this machine and configuration, measured now if there is none."""
+    if settings.stack == "on":
+        return True
+    key = trial_key(specs, str(resolve_device(settings.device)), settings.threads)
+    verdict = remembered(key)
+    if verdict is None:
+        verdict = trial(specs, registry, settings.device, settings.data_dir)
+        remember(key, verdict)
+    return bool(verdict["stack"])
+
+
+def _train(settings: RunSettings, started, registry: Registry, progress: Progress) -> Outcome:
+    spec, run = started
     try:
-        registry = registry or Registry(job.spec.plugins)
-        run.log_params(run_provenance(job.spec, registry, resolve_device(settings.device)))
+        run.log_params(execution_params(spec, registry, settings, "per-run"))
         result = train(
-            job.spec,
+            spec,
             registry=registry,
             device=settings.device,
             data_dir=settings.data_dir,
             sink=run,
-            progress=progress.run_started(job.spec),
+            progress=progress.run_started(spec),
             checkpoint_every=settings.checkpoint_every,
             compile=settings.compile,
         )
     except BaseException as exc:  # SystemExit from plugin code too: it fails only its run
-        if isinstance(exc, KeyboardInterrupt) and Interrupts.real():
-            run.finish("interrupted")
-            raise
-        run.log_text(traceback.format_exc(), "traceback.txt")
-        run.finish("failed")
-        return Outcome(job.spec, "failed", error=f"{type(exc).__name__}: {exc}")
+        return failed(spec, run, exc)
     run.finish(result.status)
-    return Outcome(job.spec, result.status, result.metrics)
+    return Outcome(spec, result.status, result.metrics)
+
+
+def _train_stacked(settings: RunSettings, started, registry: Registry, progress: Progress):
+    """Train the started runs as one stacked model; if that fails (a plugin that does not
+    run stacked after all), each run resumes alone from its last checkpoint."""
+    specs, runs = [spec for spec, _ in started], [run for _, run in started]
+    try:
+        execution = f"stacked:{len(specs)}"
+        for spec, run in started:
+            run.log_params(execution_params(spec, registry, settings, execution))
+        results = train_stacked(
+            specs,
+            runs,
+            registry=registry,
+            device=settings.device,
+            data_dir=settings.data_dir,
+            checkpoint_every=settings.checkpoint_every,
+            progress=[progress.run_started(spec) for spec in specs],
+        )
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt) and Interrupts.real():
+            for run in runs:
+                run.finish("interrupted")
+            raise
+        log.warning(
+            "stacked training failed (%s: %s); training each run alone", type(exc).__name__, exc
+        )
+        return {
+            spec.run_key: _train(settings, (spec, run), registry, progress) for spec, run in started
+        }
+    outcomes = {}
+    for spec, run, result in zip(specs, runs, results, strict=True):
+        run.finish(result.status)
+        outcomes[spec.run_key] = Outcome(spec, result.status, result.metrics)
+    return outcomes
+
+
+def execution_params(spec, registry, settings: RunSettings, execution: str) -> dict[str, str]:
+    """The run's provenance and how it executes (``per-run`` or ``stacked:M``)."""
+    device = resolve_device(settings.device)
+    return run_provenance(spec, registry, device) | {"execution": execution}
+
+
+def failed(spec: RunSpec, run: RunLog, exc: BaseException) -> Outcome:
+    """Record a run that raised as failed (with its traceback); a real Ctrl-C is re-raised
+    after marking it interrupted."""
+    if isinstance(exc, KeyboardInterrupt) and Interrupts.real():
+        run.finish("interrupted")
+        raise exc
+    run.log_text(traceback.format_exc(), "traceback.txt")
+    run.finish("failed")
+    return Outcome(spec, "failed", error=f"{type(exc).__name__}: {exc}")
 
 
 class Interrupts:

@@ -1,0 +1,411 @@
+"""Train M runs as one stacked model (:mod:`harness.run.members`): the same loop as
+:func:`harness.run.trainer.train`, each step once for all members.
+
+Each member is still its run: built, seeded and restored exactly as alone (its networks drawn
+from its seed, then its own random stream for batches, noise and the constraint's draws, so
+what it draws does not depend on its group), its own optimiser (one parameter group per
+member, over views of the stacked tensors: ``torch.optim``'s own update), its own sink,
+checkpoints in the per-run format, evaluation on its unstacked networks and its own summary.
+A member that diverges is recorded and frozen; the others go on. Stacked and per-run training
+differ only in the order of floating-point sums (like a thread count): same run key; the
+execution is logged (``execution``: ``stacked:M``)."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+
+from harness.core.registry import Registry
+from harness.core.spec import RunSpec
+from harness.run.members import MemberMixing, Members, Stacked, per_member
+from harness.run.trainer import (
+    TRAIN_KEYS,
+    MetricsSink,
+    Parts,
+    PeakMemory,
+    RunResult,
+    _record,
+    checkpoint_state,
+    evaluate_at,
+    load_parts,
+    one_step,
+    resolve_device,
+    restore,
+    seed_everything,
+    summarize,
+)
+
+
+@dataclass
+class Member:
+    """One run of a group: its spec, parts (its own unstacked networks), result and sink."""
+
+    spec: RunSpec
+    parts: Parts
+    run: RunResult
+    sink: MetricsSink
+    rng: torch.Generator
+    live: bool = True
+    progress: Callable[[int, dict[str, float]], None] | None = None
+
+
+def train_stacked(
+    specs: Sequence[RunSpec],
+    sinks: Sequence[MetricsSink],
+    *,
+    registry: Registry | None = None,
+    device: str | torch.device = "auto",
+    data_dir: Path | None = None,
+    checkpoint_every: int = 500,
+    progress: Sequence | None = None,
+) -> list[RunResult]:
+    """Train ``specs`` (runs that may differ in what :func:`harness.run.grouping.group_key`
+    leaves out) as one stacked model; each member logs to its sink and resumes from its
+    checkpoint. Members restored at different steps train as separate stacks, one after
+    another. ``progress``: each member's step callback, or None."""
+    device = resolve_device(device)
+    registry = registry or Registry(specs[0].plugins)
+    progress = progress or [None] * len(specs)
+    members = [
+        load_member(spec, sink, registry, device, data_dir)
+        for spec, sink in zip(specs, sinks, strict=True)
+    ]
+    for member, callback in zip(members, progress, strict=True):
+        member.progress = callback
+    by_step: dict[int, list[Member]] = {}
+    for member in members:
+        by_step.setdefault(member.run.steps, []).append(member)
+    for group in by_step.values():
+        train_group(group, device, checkpoint_every)
+    return [member.run for member in members]
+
+
+def load_member(spec, sink, registry, device, data_dir) -> Member:
+    """Build and restore one member as :func:`train` would; its random stream continues from
+    where the run alone would draw its first batch."""
+    seed_everything(spec.seed)
+    parts = load_parts(spec, registry, device, data_dir)
+    run = restore(parts, sink.load_checkpoint())
+    rng = torch.Generator(device)
+    rng.set_state(
+        torch.get_rng_state() if device.type == "cpu" else torch.cuda.get_rng_state(device)
+    )
+    return Member(spec, parts, run, sink, rng)
+
+
+class Group:
+    """The stacked networks and optimisers of a group of members."""
+
+    def __init__(self, members: list[Member]):
+        self.members = members
+        first = members[0].parts
+        self.loss, self.constraint, self.data = first.loss, first.constraint, first.data
+        self.z_dim, self.count = first.z_dim, len(members)
+        self.generator = Stacked([m.parts.generator for m in members])
+        self.critic = Stacked([m.parts.critic for m in members])
+        self.opt_g = MemberOptimizer(self.generator, [m.parts.opt_g for m in members])
+        self.opt_c = MemberOptimizer(self.critic, [m.parts.opt_c for m in members])
+        self.rngs = [m.rng for m in members]
+        self.n_critic = [m.spec.train.n_critic for m in members]
+        self.elementwise = getattr(self.constraint, "members", None) == "elementwise"
+
+    def hook_context(self, rows: int, active: list[bool] | None):
+        """The context of the constraint's hooks: :class:`Members` for an ``elementwise``
+        one; a ``native`` one handles the stack itself."""
+        return Members(self.rngs, rows, active) if self.elementwise else nullcontext()
+
+    def draw_real(self, batch: int, active: list[bool] | None = None) -> torch.Tensor:
+        """A real batch per member from its own stream (a member not ``active`` draws
+        nothing: its rows are the first sample, unused)."""
+        n, device = len(self.data), self.data.device
+        idx = [
+            torch.randint(0, n, (batch,), device=device, generator=g)
+            if active is None or active[m]
+            else torch.zeros(batch, dtype=torch.long, device=device)
+            for m, g in enumerate(self.rngs)
+        ]
+        return self.data[torch.cat(idx)]
+
+    def draw_z(self, batch: int, active: list[bool] | None = None) -> torch.Tensor:
+        device, z = self.data.device, self.z_dim
+        return torch.cat(
+            [
+                torch.randn(batch, z, device=device, generator=g)
+                if active is None or active[m]
+                else torch.zeros(batch, z, device=device)
+                for m, g in enumerate(self.rngs)
+            ]
+        )
+
+    def unstack(self, i: int) -> None:
+        """Member i's current weights into its own (plain) networks, for evaluation."""
+        parts = self.members[i].parts
+        parts.generator.load_state_dict(self.generator.member(i))
+        parts.critic.load_state_dict(self.critic.member(i))
+        self.opt_g.export(i, parts.opt_g)
+        self.opt_c.export(i, parts.opt_c)
+
+
+def train_group(members: list[Member], device: torch.device, checkpoint_every: int) -> None:
+    """The loop of :func:`harness.run.trainer.train` for members at the same step."""
+    spec, group = members[0].spec, Group(members)
+    tc, memory = spec.train, PeakMemory(device)
+    forwards: list[int] = []
+    counter = group.critic.register_forward_pre_hook(lambda *_: forwards.append(1))
+    start, saved_at = members[0].run.steps, members[0].run.steps
+    window = MemberWindow(group.count, device)
+    for step in range(start + 1, tc.steps + 1):
+        window.add(*stacked_step(group, tc))
+        if step == start + 1:
+            counter.remove()
+            for m in members:
+                m.run.passes_per_step = len(forwards)
+        at_eval = step % spec.eval.every == 0 or step == tc.steps
+        if step % tc.log_every == 0 or at_eval:
+            memory.sample()
+            log_members(group, window, step, memory, final=step == tc.steps)
+            if not any(m.live for m in members):
+                return
+            for i, m in enumerate(members):
+                if not m.live:
+                    continue
+                if at_eval:
+                    group.unstack(i)
+                    evaluate_at(m.parts, m.run, step, m.sink)
+                if at_eval or step - saved_at >= checkpoint_every:
+                    group.unstack(i)
+                    m.sink.save_checkpoint(member_checkpoint(m))
+            if at_eval or step - saved_at >= checkpoint_every:
+                saved_at = step
+            window.reset()
+    for i, m in enumerate(members):
+        if m.live:
+            group.unstack(i)
+            m.run.metrics.update(summarize(m.parts, m.run, memory, m.sink))
+
+
+def member_checkpoint(member: Member) -> dict:
+    """A per-run checkpoint of the member (its networks unstacked first): its random stream
+    is its generator's."""
+    state = checkpoint_state(member.parts, member.run)
+    state["rng"] = dict(state["rng"], torch=member.rng.get_state())
+    return state
+
+
+class CriticRound(NamedTuple):
+    """Each member's last critic update of a step, as vectors over members: loss (with the
+    penalty), penalty (zeros without one), mean real minus mean fake score, and the generator
+    loss at that update's fakes (what a fixed generator logs)."""
+
+    loss: torch.Tensor
+    penalty: torch.Tensor | None
+    gap: torch.Tensor
+    fixed_generator_loss: torch.Tensor
+
+
+def stacked_step(group: Group, tc):
+    """:func:`harness.run.trainer.one_step` for the stack: max(n_critic) critic updates, a
+    member taking part in its first n_critic of them only, then the generator updates. Returns
+    the members' last critic round, generator losses and gradient norms (vectors)."""
+    rounds = max(group.n_critic)
+    last = None
+    for k in range(rounds):
+        active = [n > k for n in group.n_critic]
+        now = critic_step(group, tc.batch_size, None if all(active) else active)
+        last = now if last is None else merge(last, now, active)
+    if not tc.generator_steps:
+        zeros = torch.zeros(group.count, device=last.loss.device)
+        return last, last.fixed_generator_loss, zeros
+    for _ in range(tc.generator_steps):
+        loss_g, grad_norm = generator_step(group, tc.batch_size)
+    return last, loss_g, grad_norm
+
+
+def merge(last: CriticRound, now: CriticRound, active: list[bool]) -> CriticRound:
+    mask = torch.tensor(active, device=now.loss.device)
+    pick = lambda a, b: None if a is None else torch.where(mask, b, a)  # noqa: E731
+    return CriticRound(*(pick(a, b) for a, b in zip(last, now, strict=True)))
+
+
+def critic_step(group: Group, batch: int, active: list[bool] | None) -> CriticRound:
+    """One critic update of the members ``active`` (None: all); the others draw nothing,
+    keep their buffers (batch-norm statistics) and are not updated."""
+    with group.critic.keeping(active), group.generator.keeping(active):
+        real_x = group.draw_real(batch, active)
+        with torch.no_grad():
+            fake_x = group.generator(group.draw_z(batch, active))
+        real_out, fake_out = group.critic(real_x), group.critic(fake_x)
+        loss = per_member(group.loss.critic_loss, real_out, fake_out, members=group.count)
+        with group.hook_context(len(real_x), active):
+            penalty = group.constraint.penalty(group.critic, real_x, fake_x)
+        if penalty is not None:
+            if tuple(penalty.shape) != (group.count,):
+                raise MemberMixing(
+                    f"the penalty of {type(group.constraint).__name__} has shape "
+                    f"{tuple(penalty.shape)}, not one value per member ({group.count})"
+                )
+            loss = loss + penalty
+        group.opt_c.zero_grad()
+        loss.sum().backward()  # buffers restored after: backward may read them
+    group.opt_c.step(active)
+    with group.hook_context(len(real_x), active):
+        group.constraint.after_critic_step(group.critic)
+    with torch.no_grad():
+        fixed = per_member(group.loss.generator_loss, fake_out, members=group.count)
+        gap = member_means(real_out, group.count) - member_means(fake_out, group.count)
+    return CriticRound(loss.detach(), None if penalty is None else penalty.detach(), gap, fixed)
+
+
+def member_means(x: torch.Tensor, count: int) -> torch.Tensor:
+    return x.detach().unflatten(0, (count, -1)).flatten(1).mean(1)
+
+
+def generator_step(group: Group, batch: int):
+    z = group.draw_z(batch)
+    group.critic.requires_grad_(False)
+    out = group.critic(group.generator(z))
+    loss = per_member(group.loss.generator_loss, out, members=group.count)
+    group.opt_g.zero_grad()
+    loss.sum().backward()
+    grads = [p.grad.flatten(1) for p in group.generator.weights if p.grad is not None]
+    grad_norm = torch.cat(grads, dim=1).norm(dim=1)
+    group.opt_g.step()
+    group.critic.requires_grad_(True)
+    return loss.detach(), grad_norm
+
+
+class MemberOptimizer:
+    """The members' own ``torch.optim`` optimisers as one: one parameter group per member over
+    views of the stacked tensors (member m's rows), with the member's learning rate and betas
+    and its restored state; ``step`` is each member's own update."""
+
+    def __init__(self, stacked: Stacked, optimizers: list[torch.optim.Optimizer]):
+        self.stacked = list(stacked.weights)
+        self.views = [[w.data[m] for w in self.stacked] for m in range(len(optimizers))]
+        groups = []
+        for views, own in zip(self.views, optimizers, strict=True):
+            settings = {k: v for k, v in own.param_groups[0].items() if k != "params"}
+            groups.append(
+                {"params": [torch.nn.Parameter(v, requires_grad=True) for v in views]} | settings
+            )
+        self.params = [g["params"] for g in groups]
+        self.optimizer = type(optimizers[0])(groups)
+        for params, own in zip(self.params, optimizers, strict=True):
+            for p, state in zip(params, own_states(own), strict=True):
+                if state:
+                    self.optimizer.state[p] = state
+
+    def zero_grad(self) -> None:
+        for w in self.stacked:
+            w.grad = None
+
+    def step(self, active: list[bool] | None = None) -> None:
+        """Each member's update (only the ``active`` ones': the others have no gradient, so
+        ``torch.optim`` leaves their weights and state as they are)."""
+        for m, params in enumerate(self.params):
+            live = active is None or active[m]
+            for p, w in zip(params, self.stacked, strict=True):
+                p.grad = w.grad[m] if live and w.grad is not None else None
+        self.optimizer.step()
+
+    def freeze(self, m: int) -> None:
+        """Member m's parameters are no longer updated (it diverged)."""
+        self.optimizer.param_groups[m]["params"] = []
+
+    def export(self, m: int, own: torch.optim.Optimizer) -> None:
+        """Member m's state into its own optimiser (for its per-run checkpoint)."""
+        own.state.clear()
+        for p, mine in zip(own.param_groups[0]["params"], self.params[m], strict=True):
+            if mine in self.optimizer.state:
+                own.state[p] = {k: v.clone() for k, v in self.optimizer.state[mine].items()}
+
+
+def own_states(optimizer: torch.optim.Optimizer) -> list[dict]:
+    return [dict(optimizer.state.get(p, {})) for p in optimizer.param_groups[0]["params"]]
+
+
+class MemberWindow:
+    """:class:`harness.run.trainer.Window` per member: sums on the device, read at logging."""
+
+    def __init__(self, count: int, device: torch.device):
+        self.totals = torch.zeros(count, len(TRAIN_KEYS), device=device)
+        self.reset()
+
+    def reset(self) -> None:
+        self.start, self.steps = time.perf_counter(), 0
+
+    def add(self, critic: CriticRound, loss_g, grad_norm) -> None:
+        pen = critic.penalty if critic.penalty is not None else torch.zeros_like(critic.gap)
+        self.totals += torch.stack([critic.loss, loss_g, grad_norm, pen, critic.gap], 1)
+        self.steps += 1
+
+    def read(self) -> tuple[list[dict[str, float]], float]:
+        """Each member's means; the window's seconds are shared: each member's ``sec_per_step``
+        is its share (the group's time over its members)."""
+        elapsed = time.perf_counter() - self.start
+        rows = (self.totals / self.steps).tolist()
+        self.totals.zero_()
+        share = elapsed / len(rows)
+        return [
+            dict(zip(TRAIN_KEYS, r, strict=True)) | {"sec_per_step": share / self.steps}
+            for r in rows
+        ], share
+
+
+def log_members(group: Group, window: MemberWindow, step: int, memory, final: bool) -> None:
+    """Each live member's window means, or its divergence: recorded, summarised and frozen."""
+    rows, share = window.read()
+    for i, (m, means) in enumerate(zip(group.members, rows, strict=True)):
+        if not m.live:
+            continue
+        m.run.train_seconds += share
+        m.run.steps = step
+        if not all(math.isfinite(v) for v in means.values()):
+            m.run.status, m.run.diverged_step, m.live = "diverged", step, False
+            m.sink.log({"diverged": 1.0, "diverged_step": float(step)}, step)
+            group.opt_c.freeze(i)
+            group.opt_g.freeze(i)
+            group.unstack(i)
+            m.run.metrics.update(summarize(m.parts, m.run, memory, m.sink))
+            continue
+        m.sink.log({k: v for k, v in means.items() if not (final and k == "sec_per_step")}, step)
+        _record(m.run.history, means, step)
+        if m.progress:
+            m.progress(step, means)
+
+
+def trial(specs: Sequence[RunSpec], registry: Registry, device, data_dir, steps: int = 2) -> dict:
+    """Whether stacking ``specs`` pays here: seconds for one training step of each run alone
+    (one of them, times their number) and of the stack, each after a warm-up step. Builds
+    its own members: nothing is logged and training starts afresh after."""
+    device = resolve_device(device)
+    members = [load_member(s, MetricsSink(), registry, device, data_dir) for s in specs]
+    alone, tc = members[0].parts, specs[0].train
+    per_run = _seconds(
+        lambda: one_step(alone, alone.generator, alone.critic, nullcontext(), tc), steps, device
+    )
+    group = Group(members)
+    stacked = _seconds(lambda: stacked_step(group, tc), steps, device)
+    per_run *= len(specs)
+    return {"per_run_s": per_run, "stacked_s": stacked, "stack": stacked < STACK_MARGIN * per_run}
+
+
+STACK_MARGIN = 0.9  # stack only when the trial says at least 10 % faster: trials are noisy
+
+
+def _seconds(step, steps: int, device: torch.device) -> float:
+    step()  # warm-up: allocations, first-call costs
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    sync()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    sync()
+    return (time.perf_counter() - start) / steps
