@@ -226,7 +226,8 @@ HARNESS_MODULES = {  # built-in modules that compose their layers in sequence, 1
     "harness.builtins.architecture_nets.Critic",
     "harness.builtins.pacgan_nets.Maxout",
     "harness.builtins.pacgan_nets.MaxoutCritic",
-    "harness.builtins.packing.packed.<locals>.Packed",
+    "harness.builtins.packing.packed_class.<locals>.Packed",
+    "harness.builtins.spectral_layers.BatchableSpectralNorm",  # torch's, batchable
     "harness.builtins.orthogonal_layers.Bjorck",
     "harness.builtins.orthogonal_layers.GroupSort",
 }
