@@ -1,0 +1,330 @@
+"""Stacked members (issue 25): M runs trained as one model give each run what it gets alone,
+keep their own random streams, optimisers, divergence and checkpoints, and the runner groups
+only runs whose parts declare support."""
+
+import math
+
+import pytest
+import torch
+from conftest import TOY_SUITE
+from mlflow.tracking import MlflowClient
+
+from harness.builtins.constraints import Dragan, NoConstraint
+from harness.core.errors import ContractError
+from harness.core.spec import OptimizerConfig
+from harness.run import grouping, stacked_training
+from harness.run.loading import load_suite
+from harness.run.members import MemberMixing, Members, Stacked
+from harness.run.runner import Progress, RunSettings, run_suite
+from harness.run.stacked_training import train_stacked
+from harness.run.store import Store
+from harness.run.trainer import MetricsSink, train
+from harness.testing import check_constraint
+
+TINY = """
+name: stack
+dataset: {name: DATA}
+architecture: ARCH
+train: {steps: 4, batch_size: 16, n_critic: 2, log_every: 2}
+strategies:
+  s: {loss: LOSS, constraint: CONSTRAINT}
+seeds: [0, 1, 2]
+eval: {every: 2, samples: 200}
+metrics: [mode_coverage]
+"""
+MLP = "{name: mlp, width: 16, depth: 2, z_dim: 2}"
+
+
+class Keep(MetricsSink):
+    """Logged values and the last checkpoint; resumes from ``start`` when given."""
+
+    def __init__(self, start: dict | None = None, stop_at: int | None = None):
+        self.values, self.checkpoint, self.start, self.stop_at = {}, None, start, stop_at
+
+    def log(self, values, step):
+        if step == self.stop_at:
+            raise KeyboardInterrupt
+        for key, value in values.items():
+            self.values.setdefault(key, []).append((step, value))
+
+    def save_checkpoint(self, state):
+        self.checkpoint = state
+
+    def load_checkpoint(self):
+        return self.start
+
+
+def suite_runs(
+    write_suite, arch=MLP, loss="wasserstein", constraint="gradient_penalty", data="ring8, n: 2000"
+):
+    text = TINY.replace("DATA", data).replace("ARCH", arch).replace("LOSS", loss)
+    suite, registry = load_suite(write_suite(text.replace("CONSTRAINT", constraint)))
+    return suite.runs, registry
+
+
+def alone_and_stacked(specs, registry):
+    alone = [Keep() for _ in specs]
+    pairs = zip(specs, alone, strict=True)
+    results = [train(s, registry=registry, device="cpu", sink=k) for s, k in pairs]
+    stacked = [Keep() for _ in specs]
+    stacked_results = train_stacked(specs, stacked, registry=registry, device="cpu")
+    return (alone, results), (stacked, stacked_results)
+
+
+def weights_gap(a: Keep, b: Keep, skip=()) -> float:
+    gaps = [0.0]
+    for net in ("generator", "critic"):
+        for name, value in a.checkpoint[net].items():
+            if not any(s in name for s in skip):
+                gaps.append((value.double() - b.checkpoint[net][name].double()).abs().max().item())
+    return max(gaps)
+
+
+CONSTRAINTS = [
+    ("wasserstein", "gradient_penalty"),
+    ("wasserstein", "lipschitz_penalty"),
+    ("bce", "r1"),
+    ("wasserstein", "{name: weight_clip, c: 0.01}"),
+    ("bce", "none"),
+    ("wasserstein", "spectral_norm"),
+    ("wasserstein", "orthogonal"),
+]
+
+
+@pytest.mark.parametrize("loss,constraint", CONSTRAINTS)
+def test_every_declared_constraint_trains_stacked_as_each_run_alone(write_suite, loss, constraint):
+    specs, registry = suite_runs(write_suite, loss=loss, constraint=constraint)
+    (alone, results), (stacked, stacked_results) = alone_and_stacked(specs, registry)
+    for a, b, r in zip(alone, stacked, stacked_results, strict=True):
+        assert r.status == "finished"
+        assert weights_gap(a, b) < 1e-6  # the MLP members agree to rounding (mostly exactly)
+        for key in ("loss_critic", "loss_generator", "penalty", "modes_covered"):
+            got, want = [v for _, v in b.values[key]], [v for _, v in a.values[key]]
+            assert got == pytest.approx(want, rel=1e-5, abs=1e-6), key
+
+
+ARCHITECTURES = [
+    # (architecture, data, tolerance on weights after 4 steps)
+    ("{name: mlp, width: 16, depth: 2, z_dim: 2, pack: 2}", "ring8, n: 2000", 1e-6),
+    ("{name: pacgan_toy, width: 8, depth: 2, gen_width: 8, gen_depth: 2}", "ring8, n: 2000", 1e-6),
+    ("{name: dcgan28, width: 4, z_dim: 8}", "mnist", 1e-5),
+    ("{name: dcgan28, width: 4, z_dim: 8, pack: 2}", "mnist", 1e-5),
+]
+
+
+@pytest.mark.parametrize("arch,data,tolerance", ARCHITECTURES)
+def test_architectures_packing_and_maxout_train_stacked_as_alone(
+    write_suite, arch, data, tolerance
+):
+    specs, registry = suite_runs(write_suite, arch=arch, data=data)
+    (alone, _), (stacked, _) = alone_and_stacked(specs, registry)
+    for a, b in zip(alone, stacked, strict=True):
+        assert weights_gap(a, b) < tolerance
+
+
+def test_batch_norm_keeps_per_member_statistics(write_suite):
+    """PacGAN's DCGAN (batch norm in both networks): everything agrees but the biases just
+    before a batch norm, whose true gradient is 0 (Adam scales their rounding noise up to the
+    learning rate), and the running means that follow them."""
+    specs, registry = suite_runs(
+        write_suite, arch="{name: pacgan_dcgan, width: 4}", data="mnist", constraint="none"
+    )
+    (alone, _), (stacked, _) = alone_and_stacked(specs, registry)
+    noisy = ["running_mean"]
+    for net in ("generator", "critic"):
+        for name in alone[0].checkpoint[net]:
+            if name.endswith(".running_mean"):  # the bias of the layer before this norm
+                *path, index, _ = name.split(".")
+                noisy.append(".".join([*path, str(int(index) - 1), "bias"]))
+    for a, b in zip(alone, stacked, strict=True):
+        assert weights_gap(a, b, skip=noisy) < 1e-5
+        assert weights_gap(a, b) < 5e-3  # the noisy ones: at most a few learning-rate steps
+    stats = [s.checkpoint["critic"]["body.4.running_var"] for s in stacked]
+    assert not torch.equal(stats[0], stats[1])  # each member its own statistics
+
+
+def test_members_with_their_own_lr_betas_and_critic_steps_get_their_own_updates(write_suite):
+    """A sweep over optimizer.lr, betas and n_critic stacks: each member's weights are exactly
+    those of its own torch.optim run."""
+    specs, registry = suite_runs(write_suite)
+    settings = [(1e-4, (0.0, 0.9), 1), (3e-3, (0.5, 0.999), 3), (1e-2, (0.9, 0.99), 2)]
+    specs = [
+        s.model_copy(
+            update={
+                "optimizer": OptimizerConfig(name="adam", lr=lr, betas=betas),
+                "train": s.train.model_copy(update={"n_critic": n}),
+            }
+        )
+        for s, (lr, betas, n) in zip(specs, settings, strict=True)
+    ]
+    assert len({grouping.group_key(s) for s in specs}) == 1
+    (alone, _), (stacked, _) = alone_and_stacked(specs, registry)
+    for a, b in zip(alone, stacked, strict=True):
+        assert weights_gap(a, b) == 0
+        assert (
+            a.checkpoint["opt_c"]["param_groups"][0]["lr"]
+            == b.checkpoint["opt_c"]["param_groups"][0]["lr"]
+        )
+    rms = [
+        s.model_copy(update={"optimizer": OptimizerConfig(name="rmsprop", lr=lr)})
+        for s, (lr, _, _) in zip(specs, settings, strict=True)
+    ]
+    (alone, _), (stacked, _) = alone_and_stacked(rms, registry)
+    assert all(weights_gap(a, b) == 0 for a, b in zip(alone, stacked, strict=True))
+
+
+def test_a_member_that_diverges_is_frozen_and_the_others_are_untouched(write_suite, monkeypatch):
+    specs, registry = suite_runs(write_suite)
+    load = stacked_training.load_member
+
+    def poisoned(spec, *args):
+        member = load(spec, *args)
+        if spec.seed == 1:
+            with torch.no_grad():
+                next(member.parts.critic.parameters()).fill_(math.nan)
+        return member
+
+    alone = [Keep() for _ in specs]
+    for spec, sink in zip(specs, alone, strict=True):
+        train(spec, registry=registry, device="cpu", sink=sink)
+    monkeypatch.setattr(stacked_training, "load_member", poisoned)
+    stacked = [Keep() for _ in specs]
+    results = train_stacked(specs, stacked, registry=registry, device="cpu")
+    assert [r.status for r in results] == ["finished", "diverged", "finished"]
+    assert results[1].diverged_step == 2 and set(stacked[1].values["diverged"]) == {(2, 1.0)}
+    for m in (0, 2):
+        assert weights_gap(alone[m], stacked[m]) == 0
+        assert all(v.isfinite().all() for v in stacked[m].checkpoint["critic"].values())
+
+
+def test_an_interrupted_stack_resumes_bit_for_bit(write_suite):
+    text = TINY.replace("steps: 4", "steps: 8").replace("every: 2, samples", "every: 4, samples")
+    text = (
+        text.replace("DATA", "ring8, n: 2000").replace("ARCH", MLP).replace("LOSS", "wasserstein")
+    )
+    suite, registry = load_suite(write_suite(text.replace("CONSTRAINT", "gradient_penalty")))
+    straight = [Keep() for _ in suite.runs]
+    train_stacked(suite.runs, straight, registry=registry, device="cpu")
+    first = [Keep(stop_at=6) for _ in suite.runs]  # interrupted after the step-4 checkpoint
+    with pytest.raises(KeyboardInterrupt):
+        train_stacked(suite.runs, first, registry=registry, device="cpu", checkpoint_every=4)
+    assert all(k.checkpoint["step"] == 4 for k in first)
+    resumed = [Keep(start=k.checkpoint) for k in first]
+    train_stacked(suite.runs, resumed, registry=registry, device="cpu")
+    for a, b in zip(straight, resumed, strict=True):
+        assert weights_gap(a, b) == 0
+        assert a.values["loss_critic"][-2:] == b.values["loss_critic"]
+
+
+def test_the_runner_groups_only_declared_runs_and_logs_the_execution(write_suite, tmp_path):
+    text = TOY_SUITE.replace("seeds: [0, 1]", "seeds: [0, 1, 2]")
+    text = text.replace(
+        "  bce: {loss: bce, constraint: none}",
+        "  bce: {loss: bce, constraint: none}\n  dragan: {loss: bce, constraint: dragan}",
+    )
+    suite, registry = load_suite(write_suite(text))
+    jobs = grouping.plan_groups(suite.runs, registry, stack="on", max_members=2)
+    assert [[s.strategy for s in job] for job in jobs] == [
+        ["wgan-gp", "wgan-gp"],
+        ["wgan-gp"],
+        ["bce", "bce"],
+        ["bce"],
+        ["dragan"],
+        ["dragan"],
+        ["dragan"],
+    ]
+    assert "dragan" in grouping.refusal(suite.runs[-1], registry)
+    assert grouping.plan_groups(suite.runs, registry, stack="off", max_members=16) == [
+        (s,) for s in suite.runs
+    ]
+    store = Store(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    outcomes = run_suite(suite, registry, store, RunSettings(device="cpu", stack="on"), Progress())
+    assert {o.status for o in outcomes} == {"finished"}
+    client = MlflowClient(store.uri)
+    runs = client.search_runs([client.get_experiment_by_name("tiny").experiment_id])
+    execution = {
+        (r.data.tags.get("strategy"), r.data.params.get("execution"))
+        for r in runs
+        if "execution" in r.data.params
+    }
+    assert execution == {("wgan-gp", "stacked:3"), ("bce", "stacked:3"), ("dragan", "per-run")}
+
+
+def test_auto_measures_once_and_remembers_the_verdict(write_suite, tmp_path, monkeypatch):
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / "cache"))
+    suite, registry = load_suite(write_suite(TOY_SUITE))
+    trials = []
+    measure = stacked_training.trial
+
+    def counted(*args, **kwargs):
+        trials.append(1)
+        return measure(*args, **kwargs)
+
+    monkeypatch.setattr("harness.run.runner.trial", counted)
+    for name in ("a", "b"):
+        run_suite(
+            suite, registry, Store(f"sqlite:///{tmp_path / name}.db"), RunSettings(device="cpu")
+        )
+    assert len(trials) == 2  # one per group configuration (wgan-gp, bce), not per invocation
+    verdicts = (tmp_path / "cache" / "stacking.json").read_text()
+    assert '"per_run_s"' in verdicts and '"stacked_s"' in verdicts
+
+
+def test_elementwise_hooks_get_their_members_draws_and_means():
+    gens = [torch.Generator().manual_seed(s) for s in (5, 6)]
+    with Members(gens, rows=6):
+        draw = torch.rand(6, 1)
+        means = torch.arange(6.0).mean()
+        with pytest.raises(MemberMixing, match="not one block per member"):
+            torch.rand(())
+    assert torch.equal(draw[:3], torch.rand(3, 1, generator=torch.Generator().manual_seed(5)))
+    assert torch.equal(draw[3:], torch.rand(3, 1, generator=torch.Generator().manual_seed(6)))
+    assert means.tolist() == [1.0, 4.0]
+
+
+def test_a_nan_in_one_member_never_reaches_another():
+    nets = []
+    for s in range(3):
+        torch.manual_seed(s)
+        nets.append(
+            torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.Flatten(), torch.nn.Linear(8, 1))
+        )
+    with torch.no_grad():
+        nets[1][0].weight.fill_(math.nan)
+    stacked = Stacked(nets)
+    out = stacked(torch.randn(6, 1, 4, 4))
+    out.sum().backward()
+    assert out[2:4].isnan().all() and out[[0, 1, 4, 5]].isfinite().all()
+    for w in stacked.weights:
+        assert w.grad[[0, 2]].isfinite().all()
+
+
+def test_the_kit_refuses_a_constraint_that_mixes_members():
+    class BatchStd(Dragan):  # the perturbation scale is the std over the whole batch
+        members = "elementwise"
+
+    with pytest.raises(ContractError, match="member-major batch alone.*differs from its run alone"):
+        check_constraint(BatchStd)
+
+    class OneValue(NoConstraint):
+        members = "elementwise"
+
+        def penalty(self, critic, real, fake):
+            return critic(real).pow(2).sum() / len(real)  # one value for all members
+
+    with pytest.raises(ContractError, match="not one value per member"):
+        check_constraint(OneValue)
+
+
+def test_the_batchable_spectral_norm_is_torchs():
+    from torch.nn.utils.parametrizations import spectral_norm as torchs
+
+    from harness.builtins.spectral_layers import spectral_norm
+
+    layers = []
+    for make in (torchs, spectral_norm):
+        torch.manual_seed(0)
+        layers.append(make(torch.nn.Conv2d(2, 3, 3)))
+    x = torch.randn(4, 2, 5, 5)
+    for _ in range(3):
+        assert torch.equal(layers[0](x), layers[1](x))
