@@ -147,6 +147,8 @@ class LineReporter:
 
             shown = [k for k in SHOWN if k in outcome.metrics][:5]
             detail = ", ".join(f"{k} {outcome.metrics[k]:.4g}" for k in shown)
+        if outcome.execution.startswith("stacked:"):
+            took += f" (one of {outcome.execution.split(':')[1]} stacked)"
         self._line(f"end {name}: {outcome.status}{took}" + (f"; {detail}" if detail else ""))
 
 

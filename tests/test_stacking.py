@@ -328,3 +328,16 @@ def test_the_batchable_spectral_norm_is_torchs():
     x = torch.randn(4, 2, 5, 5)
     for _ in range(3):
         assert torch.equal(layers[0](x), layers[1](x))
+
+
+def test_simultaneous_updates_stack_as_pacgans_grid_code(write_suite):
+    """PacGAN's grid code updates critic and generator from one batch: a packing maxout critic
+    and a batch-norm generator, stacked, as each run alone."""
+    arch = "{name: pacgan_toy, width: 8, depth: 2, gen_width: 8, gen_depth: 2, pack: 2}"
+    text = TINY.replace("n_critic: 2,", "n_critic: 1, updates: simultaneous,")
+    text = text.replace("DATA", "grid25, n: 2000").replace("ARCH", arch).replace("LOSS", "bce")
+    suite, registry = load_suite(write_suite(text.replace("CONSTRAINT", "none")))
+    (alone, _), (stacked, _) = alone_and_stacked(suite.runs, registry)
+    for a, b in zip(alone, stacked, strict=True):
+        assert weights_gap(a, b) < 1e-6
+        assert b.values["loss_generator"] == pytest.approx(a.values["loss_generator"], abs=1e-6)

@@ -3,7 +3,8 @@ whether that pays on this machine.
 
 Runs stack when their architecture declares ``stackable``, their constraint declares
 ``members`` and they agree on everything but seed, strategy name, sweep setting, optimiser
-learning rate and betas, and the number of critic updates per step; groups hold at most
+learning rate and betas, and the number of critic updates per step (alternating updates
+only); groups hold at most
 ``--max-members`` runs. ``train.stack: auto`` (the default) stacks a group only where a short
 trial measured it faster than training its runs one after another; the verdict is remembered
 per machine and configuration in the cache (``stacking.json``). ``--stack`` stacks without
@@ -40,8 +41,6 @@ def refusal(spec: RunSpec, registry: Registry, compile: bool = False) -> str | N
         return f"architecture {spec.architecture.name!r} does not declare stackable"
     if getattr(constraint, "members", None) not in ("elementwise", "native"):
         return f"constraint {spec.constraint.name!r} declares no members support"
-    if spec.train.updates != "alternating":
-        return "simultaneous updates train per run"
     if spec.train.precision != "fp32" or compile:
         return "bf16 and --compile train per run"
     return None
@@ -55,7 +54,8 @@ def group_key(spec: RunSpec) -> str:
     for name in VARYING_OPTIMIZER:
         config["optimizer"].pop(name, None)
     for name in VARYING_TRAIN:
-        config["train"].pop(name, None)
+        if not (name == "n_critic" and spec.train.updates == "simultaneous"):
+            config["train"].pop(name, None)  # simultaneous updates: members share n_critic
     return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:16]
 
 

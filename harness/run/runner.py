@@ -64,6 +64,7 @@ class Outcome:
     status: str  # finished | diverged | failed | skipped | held (a live process trains it)
     metrics: dict[str, float] = field(default_factory=dict)
     error: str | None = None
+    execution: str = "per-run"  # or stacked:M, trained with M-1 others as one model
 
 
 @dataclass(frozen=True)
@@ -123,6 +124,11 @@ def run_suite(
     line = plan(suite.runs, trained, logged, set(settings.rerun))
     if trained and settings.executor == "local":
         line += f"; {settings.jobs} at a time"
+    stackable = [job for job in groups(trained, registry, settings) if len(job) > 1]
+    if stackable:
+        runs = sum(len(job) for job in stackable)
+        how = "stacked" if settings.stack == "on" else "stacked where a trial measures it faster"
+        line += f"; {runs} runs in {len(stackable)} groups {how}"
     progress.planned(line)
     outcomes: dict[str, Outcome] = {}
     for spec in suite.runs:
@@ -341,7 +347,7 @@ def _train_stacked(settings: RunSettings, started, registry: Registry, progress:
     outcomes = {}
     for spec, run, result in zip(specs, runs, results, strict=True):
         run.finish(result.status)
-        outcomes[spec.run_key] = Outcome(spec, result.status, result.metrics)
+        outcomes[spec.run_key] = Outcome(spec, result.status, result.metrics, execution=execution)
     return outcomes
 
 

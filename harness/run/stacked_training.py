@@ -73,10 +73,7 @@ def train_stacked(
     device = resolve_device(device)
     registry = registry or Registry(specs[0].plugins)
     progress = progress or [None] * len(specs)
-    members = [
-        load_member(spec, sink, registry, device, data_dir)
-        for spec, sink in zip(specs, sinks, strict=True)
-    ]
+    members = load_members(specs, sinks, registry, device, data_dir)
     for member, callback in zip(members, progress, strict=True):
         member.progress = callback
     by_step: dict[int, list[Member]] = {}
@@ -87,11 +84,20 @@ def train_stacked(
     return [member.run for member in members]
 
 
-def load_member(spec, sink, registry, device, data_dir) -> Member:
+def load_members(specs, sinks, registry, device, data_dir) -> list[Member]:
+    """Every member, loading the data once (the group shares its dataset)."""
+    members: list[Member] = []
+    for spec, sink in zip(specs, sinks, strict=True):
+        like = members[0].parts if members else None
+        members.append(load_member(spec, sink, registry, device, data_dir, like))
+    return members
+
+
+def load_member(spec, sink, registry, device, data_dir, like: Parts | None = None) -> Member:
     """Build and restore one member as :func:`train` would; its random stream continues from
     where the run alone would draw its first batch."""
     seed_everything(spec.seed)
-    parts = load_parts(spec, registry, device, data_dir)
+    parts = load_parts(spec, registry, device, data_dir, like)
     run = restore(parts, sink.load_checkpoint())
     rng = torch.Generator(device)
     rng.set_state(
@@ -212,18 +218,21 @@ class CriticRound(NamedTuple):
 
 def stacked_step(group: Group, tc):
     """:func:`harness.run.trainer.one_step` for the stack: max(n_critic) critic updates, a
-    member taking part in its first n_critic of them only, then the generator updates. Returns
-    the members' last critic round, generator losses and gradient norms (vectors)."""
-    rounds = max(group.n_critic)
+    member taking part in its first n_critic of them only (with simultaneous updates, where
+    members share n_critic, the last is a :func:`joint_step`), then the generator updates.
+    Returns the members' last critic round, generator losses and gradient norms (vectors)."""
+    joint = tc.updates == "simultaneous"
     last = None
-    for k in range(rounds):
-        active = [n > k for n in group.n_critic]
+    for k in range(max(group.n_critic) - joint):
+        active = [n - joint > k for n in group.n_critic]
         now = critic_step(group, tc.batch_size, None if all(active) else active)
         last = now if last is None else merge(last, now, active)
+    if joint:
+        last, loss_g, grad_norm = joint_step(group, tc.batch_size)
     if not tc.generator_steps:
         zeros = torch.zeros(group.count, device=last.loss.device)
         return last, last.fixed_generator_loss, zeros
-    for _ in range(tc.generator_steps):
+    for _ in range(tc.generator_steps - joint):
         loss_g, grad_norm = generator_step(group, tc.batch_size)
     return last, loss_g, grad_norm
 
@@ -246,12 +255,7 @@ def critic_step(group: Group, batch: int, active: list[bool] | None) -> CriticRo
         with group.hook_context(len(real_x), active):
             penalty = group.constraint.penalty(group.critic, real_x, fake_x)
         if penalty is not None:
-            if tuple(penalty.shape) != (group.count,):
-                raise MemberMixing(
-                    f"the penalty of {type(group.constraint).__name__} has shape "
-                    f"{tuple(penalty.shape)}, not one value per member ({group.count})"
-                )
-            loss = loss + penalty
+            loss = loss + check_penalty(group, penalty)
         group.opt_c.zero_grad()
         loss.sum().backward()  # buffers restored after: backward may read them
     group.opt_c.step(active)
@@ -281,22 +285,66 @@ def generator_step(group: Group, batch: int):
     return loss.detach(), grad_norm
 
 
+def joint_step(group: Group, batch: int):
+    """:func:`harness.run.trainer.joint_step` for the stack: both losses from one batch per
+    member, both gradients at the current weights, then both updates and the projection."""
+    real_x = group.draw_real(batch)
+    fake_x = group.generator(group.draw_z(batch))
+    real_out, fake_out = group.critic(real_x), group.critic(fake_x)
+    loss_c = per_member(group.loss.critic_loss, real_out, fake_out, members=group.count)
+    with group.hook_context(len(real_x), None):
+        penalty = group.constraint.penalty(group.critic, real_x, fake_x.detach())
+    if penalty is not None:
+        loss_c = loss_c + check_penalty(group, penalty)
+    loss_g = per_member(group.loss.generator_loss, fake_out, members=group.count)
+    critic_w, gen_w = list(group.critic.weights), list(group.generator.weights)
+    critic_grads = torch.autograd.grad(loss_c.sum(), critic_w, retain_graph=True)
+    gen_grads = torch.autograd.grad(loss_g.sum(), gen_w, allow_unused=True)
+    for w, g in zip(critic_w + gen_w, critic_grads + gen_grads, strict=True):
+        w.grad = g
+    grads = [g.flatten(1) for g in gen_grads if g is not None]
+    grad_norm = torch.cat(grads, dim=1).norm(dim=1)
+    group.opt_c.step()
+    group.opt_g.step()
+    with group.hook_context(len(real_x), None):
+        group.constraint.after_critic_step(group.critic)
+    with torch.no_grad():
+        gap = member_means(real_out, group.count) - member_means(fake_out, group.count)
+    critic = CriticRound(
+        loss_c.detach(), None if penalty is None else penalty.detach(), gap, loss_g.detach()
+    )
+    return critic, loss_g.detach(), grad_norm
+
+
+def check_penalty(group: Group, penalty: torch.Tensor) -> torch.Tensor:
+    """The penalty, which must be one value per member."""
+    if tuple(penalty.shape) != (group.count,):
+        raise MemberMixing(
+            f"the penalty of {type(group.constraint).__name__} has shape "
+            f"{tuple(penalty.shape)}, not one value per member ({group.count})"
+        )
+    return penalty
+
+
 class MemberOptimizer:
-    """The members' own ``torch.optim`` optimisers as one: one parameter group per member over
-    views of the stacked tensors (member m's rows), with the member's learning rate and betas
-    and its restored state; ``step`` is each member's own update."""
+    """The members' own ``torch.optim`` optimisers as one: parameters that are views of the
+    stacked tensors (member m's rows), in one parameter group per distinct setting (learning
+    rate, betas), each member's state restored; ``step`` is each member's own update, with
+    the ``foreach`` kernels (the same numbers as one optimiser per run)."""
 
     def __init__(self, stacked: Stacked, optimizers: list[torch.optim.Optimizer]):
         self.stacked = list(stacked.weights)
-        self.views = [[w.data[m] for w in self.stacked] for m in range(len(optimizers))]
-        groups = []
-        for views, own in zip(self.views, optimizers, strict=True):
+        self.params = [
+            [torch.nn.Parameter(w.data[m], requires_grad=True) for w in self.stacked]
+            for m in range(len(optimizers))
+        ]
+        groups: dict[str, dict] = {}
+        for params, own in zip(self.params, optimizers, strict=True):
             settings = {k: v for k, v in own.param_groups[0].items() if k != "params"}
-            groups.append(
-                {"params": [torch.nn.Parameter(v, requires_grad=True) for v in views]} | settings
-            )
-        self.params = [g["params"] for g in groups]
-        self.optimizer = type(optimizers[0])(groups)
+            settings["foreach"] = True
+            group = groups.setdefault(repr(sorted(settings.items())), {"params": []} | settings)
+            group["params"] += params
+        self.optimizer = type(optimizers[0])(list(groups.values()))
         for params, own in zip(self.params, optimizers, strict=True):
             for p, state in zip(params, own_states(own), strict=True):
                 if state:
@@ -317,7 +365,9 @@ class MemberOptimizer:
 
     def freeze(self, m: int) -> None:
         """Member m's parameters are no longer updated (it diverged)."""
-        self.optimizer.param_groups[m]["params"] = []
+        frozen = {id(p) for p in self.params[m]}
+        for group in self.optimizer.param_groups:
+            group["params"] = [p for p in group["params"] if id(p) not in frozen]
 
     def export(self, m: int, own: torch.optim.Optimizer) -> None:
         """Member m's state into its own optimiser (for its per-run checkpoint)."""
@@ -386,7 +436,7 @@ def trial(specs: Sequence[RunSpec], registry: Registry, device, data_dir, steps:
     (one of them, times their number) and of the stack, each after a warm-up step. Builds
     its own members: nothing is logged and training starts afresh after."""
     device = resolve_device(device)
-    members = [load_member(s, MetricsSink(), registry, device, data_dir) for s in specs]
+    members = load_members(specs, [MetricsSink()] * len(specs), registry, device, data_dir)
     alone, tc = members[0].parts, specs[0].train
     per_run = _seconds(
         lambda: one_step(alone, alone.generator, alone.critic, nullcontext(), tc), steps, device

@@ -261,21 +261,26 @@ class CriticStep(NamedTuple):
     fake_out: torch.Tensor
 
 
-def load_parts(spec: RunSpec, registry: Registry, device: torch.device, data_dir) -> Parts:
+def load_parts(
+    spec: RunSpec, registry: Registry, device: torch.device, data_dir, like: Parts | None = None
+) -> Parts:
     """Create the spec's plugins, load the data and build the networks and optimisers. The
     networks are the first to draw from the run's seed: whatever plugins, data and the
     evaluation context draw (the evaluator loads once per process) leaves the streams as
-    they were."""
+    they were. ``like``: a run on the same data (a stacked group's first member), whose
+    training and evaluation samples are shared instead of loaded again."""
     with rng_untouched():
         dataset = registry.create("dataset", spec.dataset.name, spec.dataset.params)
         loss = registry.create("loss", spec.loss.name, spec.loss.params)
         constraint = registry.create("constraint", spec.constraint.name, spec.constraint.params)
         metrics = {m.name: registry.create("metric", m.name, m.params) for m in spec.metrics}
         arch = registry.create("architecture", spec.architecture.name, spec.architecture.params)
-        data = dataset.load("train", data_dir).x.to(device)
+        data = like.data if like else dataset.load("train", data_dir).x.to(device)
+        test = like.ctx.real if like else None
         ctx = open_context(
-            dataset, device, samples=spec.eval.samples, data_dir=data_dir, train=data, spec=spec
-        )
+            dataset, device, samples=spec.eval.samples, data_dir=data_dir, train=data, test=test,
+            spec=spec,
+        )  # fmt: skip
     generator, critic = arch.build(spec.architecture.z_dim, tuple(data.shape[1:]), loss.output)
     generator, critic = generator.to(device), constraint.wrap_critic(critic.to(device))
     opt_g = make_optimizer(generator.parameters(), spec.optimizer)
