@@ -1,0 +1,99 @@
+"""Wall time of whole suites trained run by run (``--no-stack``) and as ``train.stack: auto``
+leaves them (issue 25): each suite twice, one after the other on the same machine, into fresh
+stores; auto starts from an empty cache, so its trials are in its time.
+
+    python benchmarks/stacked_suites.py [--suites toy_sweep,toy_modes,mnist_modes]
+        [--steps toy_modes=500,mnist_modes=100] [--jobs N] [--csv FILE]
+
+``--steps SUITE=N`` shortens a suite to N training steps (evaluated at N/2 and N) so that a
+long one fits a session; the table says which budget each row ran. Prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def shortened(suite: str, steps: int | None, folder: Path) -> Path:
+    path = ROOT / "suites" / f"{suite}.yaml"
+    if steps is None:
+        return path
+    config = yaml.safe_load(path.read_text())
+    config["train"]["steps"] = steps
+    config["eval"]["every"] = max(1, steps // 2)
+    config["train"]["log_every"] = min(config["train"].get("log_every", 50), steps)
+    out = folder / f"{suite}-{steps}.yaml"
+    out.write_text(yaml.safe_dump(config, sort_keys=False))
+    return out
+
+
+def timed_run(suite: Path, mode: str, folder: Path, jobs: int | None) -> tuple[float, str]:
+    """Seconds for ``harness run`` of ``suite`` in ``mode`` (no-stack or auto), and its output."""
+    env = dict(os.environ, HARNESS_CACHE_DIR=str(folder / f"cache-{mode}"))
+    env.pop("HARNESS_JOBS", None)
+    cmd = [str(Path(sys.executable).with_name("harness")), "run", str(suite)]
+    cmd += ["--tracking-uri", f"sqlite:///{folder / mode}-{suite.stem}.db"]
+    cmd += ["--no-stack"] if mode == "no-stack" else []
+    cmd += ["--jobs", str(jobs)] if jobs else []
+    start = time.perf_counter()
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({done.returncode}):\n{done.stderr[-2000:]}")
+    return seconds, done.stdout + done.stderr
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--suites", default="toy_sweep,toy_modes,mnist_modes")
+    parser.add_argument("--steps", default="", help="SUITE=N,...: shortened budgets")
+    parser.add_argument("--jobs", type=int, help="harness run --jobs (default: its own)")
+    parser.add_argument("--csv", type=Path)
+    args = parser.parse_args(argv)
+    budgets = {k: int(v) for k, v in (p.split("=") for p in args.steps.split(",") if p)}
+    fields = ["suite", "runs", "steps", "per_run_s", "auto_s", "speedup", "stacked_runs"]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        for name in args.suites.split(","):
+            suite = shortened(name, budgets.get(name), folder)
+            steps = yaml.safe_load(suite.read_text())["train"]["steps"]
+            per_run, _ = timed_run(suite, "no-stack", folder, args.jobs)
+            auto, output = timed_run(suite, "auto", folder, args.jobs)
+            runs = re.search(r"(\d+) runs on", output)
+            rows.append({
+                "suite": name,
+                "runs": runs.group(1) if runs else "?",
+                "steps": steps,
+                "per_run_s": f"{per_run:.1f}",
+                "auto_s": f"{auto:.1f}",
+                "speedup": f"{per_run / auto:.2f}",
+                "stacked_runs": len(re.findall(r"stacked\)", output)),
+            })  # fmt: skip
+            print(" ".join(f"{k}={v}" for k, v in rows[-1].items()), file=sys.stderr, flush=True)
+    if args.csv:
+        with args.csv.open("w", newline="") as f:
+            csv.DictWriter(f, fields).writeheader()
+            csv.DictWriter(f, fields).writerows(rows)
+    print("wall seconds of `harness run`, run by run (--no-stack) and train.stack: auto")
+    print()
+    print("| " + " | ".join(fields) + " |")
+    print("|" + "---|" * len(fields))
+    for row in rows:
+        print("| " + " | ".join(str(row[k]) for k in fields) + " |")
+
+
+if __name__ == "__main__":
+    main()
