@@ -342,3 +342,48 @@ def test_simultaneous_updates_stack_as_pacgans_grid_code(write_suite):
         assert weights_gap(a, b) < 1e-6
         got, want = (dict(k.values["loss_generator"]) for k in (b, a))
         assert got == pytest.approx(want, abs=1e-6)
+
+
+def test_members_keep_their_own_critic_passes_and_checkpoints_resume_alone(write_suite):
+    """A member's critic calls per step follow its own n_critic, and its checkpoint is a run's:
+    resumed alone, it ends where its uninterrupted run alone ends."""
+    specs, registry = suite_runs(write_suite)
+    specs = [
+        s.model_copy(update={"train": s.train.model_copy(update={"n_critic": n})})
+        for s, n in zip(specs, (1, 3, 2), strict=True)
+    ]
+    alone = [train(s, registry=registry, device="cpu", sink=Keep()) for s in specs]
+    first = [Keep(stop_at=4) for _ in specs]
+    with pytest.raises(KeyboardInterrupt):
+        train_stacked(specs, first, registry=registry, device="cpu", checkpoint_every=2)
+    assert [k.checkpoint["passes_per_step"] for k in first] == [r.passes_per_step for r in alone]
+    for spec, kept in zip(specs, first, strict=True):
+        resumed, straight = Keep(start=kept.checkpoint), Keep()
+        train(spec, registry=registry, device="cpu", sink=resumed)
+        train(spec, registry=registry, device="cpu", sink=straight)
+        assert weights_gap(resumed, straight) == 0
+
+
+def test_parts_that_fail_stacked_train_run_by_run(write_suite, tmp_path, monkeypatch):
+    """A declaration that does not hold (a random draw of one value for the whole batch) costs
+    nothing but the attempt: stacked, the group fails and its runs train alone; under auto,
+    the trial fails and is remembered as "run by run"."""
+
+    class Careless(NoConstraint):
+        members = "elementwise"
+
+        def penalty(self, critic, real, fake):
+            return torch.rand(()) * 0 + critic(real).mean() * 0
+
+    monkeypatch.setattr("harness.builtins.constraints.NoConstraint", Careless)
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path / "cache"))
+    suite, registry = load_suite(write_suite(TOY_SUITE))
+    registry.parts["constraint"]["none"] = registry.parts["constraint"]["none"].__class__(
+        "constraint", "none", Careless, "test"
+    )
+    for stack, name in (("on", "a"), (None, "b")):
+        store = Store(f"sqlite:///{tmp_path / name}.db")
+        outcomes = run_suite(suite, registry, store, RunSettings(device="cpu", stack=stack))
+        assert {o.status for o in outcomes} == {"finished"}
+        assert {o.execution for o in outcomes if o.spec.strategy == "bce"} == {"per-run"}
+    assert "MemberMixing" in (tmp_path / "cache" / "stacking.json").read_text()

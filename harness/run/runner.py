@@ -291,9 +291,12 @@ def stacking_pays(specs: list[RunSpec], registry: Registry, settings: RunSetting
     key = trial_key(specs, str(resolve_device(settings.device)), settings.threads)
     verdict = remembered(key)
     if verdict is None:
-        verdict = trial(specs, registry, settings.device, settings.data_dir)
+        try:
+            verdict = trial(specs, registry, settings.device, settings.data_dir)
+        except Exception as exc:  # parts that do not run stacked after all: run by run
+            verdict = {"stack": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
         remember(key, verdict)
-    return bool(verdict["stack"])
+    return bool(verdict.get("stack"))
 
 
 def _train(settings: RunSettings, started, registry: Registry, progress: Progress) -> Outcome:

@@ -38,6 +38,7 @@ from harness.run.trainer import (
     one_step,
     resolve_device,
     restore,
+    rng_state,
     seed_everything,
     summarize,
 )
@@ -52,6 +53,7 @@ class Member:
     run: RunResult
     sink: MetricsSink
     rng: torch.Generator
+    streams: dict  # the global streams as the run alone would have them (numpy, Python, ...)
     live: bool = True
     progress: Callable[[int, dict[str, float]], None] | None = None
 
@@ -103,7 +105,7 @@ def load_member(spec, sink, registry, device, data_dir, like: Parts | None = Non
     rng.set_state(
         torch.get_rng_state() if device.type == "cpu" else torch.cuda.get_rng_state(device)
     )
-    return Member(spec, parts, run, sink, rng)
+    return Member(spec, parts, run, sink, rng, rng_state())
 
 
 class Group:
@@ -121,6 +123,7 @@ class Group:
         self.rngs = [m.rng for m in members]
         self.n_critic = [m.spec.train.n_critic for m in members]
         self.elementwise = getattr(self.constraint, "members", None) == "elementwise"
+        self.phase = "critic"  # which update calls the critic: critic, joint or generator
 
     def hook_context(self, rows: int, active: list[bool] | None):
         """The context of the constraint's hooks: :class:`Members` for an ``elementwise``
@@ -163,8 +166,8 @@ def train_group(members: list[Member], device: torch.device, checkpoint_every: i
     """The loop of :func:`harness.run.trainer.train` for members at the same step."""
     spec, group = members[0].spec, Group(members)
     tc, memory = spec.train, PeakMemory(device)
-    forwards: list[int] = []
-    counter = group.critic.register_forward_pre_hook(lambda *_: forwards.append(1))
+    forwards: list[str] = []  # the phase of each critic call in the first step
+    counter = group.critic.register_forward_pre_hook(lambda *_: forwards.append(group.phase))
     start, saved_at = members[0].run.steps, members[0].run.steps
     window = MemberWindow(group.count, device)
     for step in range(start + 1, tc.steps + 1):
@@ -172,7 +175,7 @@ def train_group(members: list[Member], device: torch.device, checkpoint_every: i
         if step == start + 1:
             counter.remove()
             for m in members:
-                m.run.passes_per_step = len(forwards)
+                m.run.passes_per_step = passes(forwards, m.spec.train, max(group.n_critic))
         at_eval = step % spec.eval.every == 0 or step == tc.steps
         if step % tc.log_every == 0 or at_eval:
             memory.sample()
@@ -198,11 +201,27 @@ def train_group(members: list[Member], device: torch.device, checkpoint_every: i
 
 
 def member_checkpoint(member: Member) -> dict:
-    """A per-run checkpoint of the member (its networks unstacked first): its random stream
-    is its generator's."""
+    """A per-run checkpoint of the member (its networks unstacked first), which resumes it
+    stacked or alone: the streams are the member's (training draws from its generator only;
+    the others are as they were when it was built)."""
     state = checkpoint_state(member.parts, member.run)
-    state["rng"] = dict(state["rng"], torch=member.rng.get_state())
+    streams = dict(member.streams)
+    if member.rng.device.type == "cuda":
+        cuda = list(streams["cuda"])
+        cuda[member.rng.device.index or 0] = member.rng.get_state()
+        streams["cuda"] = cuda
+    else:
+        streams["torch"] = member.rng.get_state()
+    state["rng"] = streams
     return state
+
+
+def passes(forwards: list[str], tc, rounds: int) -> int:
+    """A member's critic calls per step, from the calls of the stack's first step: its share
+    of the critic-only rounds (it takes part in its first ``n_critic`` of them), the rest."""
+    joint = tc.updates == "simultaneous"
+    per_round = forwards.count("critic") // max(rounds - joint, 1)
+    return per_round * (tc.n_critic - joint) + len(forwards) - forwards.count("critic")
 
 
 class CriticRound(NamedTuple):
@@ -246,6 +265,7 @@ def merge(last: CriticRound, now: CriticRound, active: list[bool]) -> CriticRoun
 def critic_step(group: Group, batch: int, active: list[bool] | None) -> CriticRound:
     """One critic update of the members ``active`` (None: all); the others draw nothing,
     keep their buffers (batch-norm statistics) and are not updated."""
+    group.phase = "critic"
     with group.critic.keeping(active), group.generator.keeping(active):
         real_x = group.draw_real(batch, active)
         with torch.no_grad():
@@ -272,6 +292,7 @@ def member_means(x: torch.Tensor, count: int) -> torch.Tensor:
 
 
 def generator_step(group: Group, batch: int):
+    group.phase = "generator"
     z = group.draw_z(batch)
     group.critic.requires_grad_(False)
     out = group.critic(group.generator(z))
@@ -288,6 +309,7 @@ def generator_step(group: Group, batch: int):
 def joint_step(group: Group, batch: int):
     """:func:`harness.run.trainer.joint_step` for the stack: both losses from one batch per
     member, both gradients at the current weights, then both updates and the projection."""
+    group.phase = "joint"
     real_x = group.draw_real(batch)
     fake_x = group.generator(group.draw_z(batch))
     real_out, fake_out = group.critic(real_x), group.critic(fake_x)
