@@ -1,9 +1,10 @@
-"""Wall time of whole suites trained run by run (``--no-stack``) and as ``train.stack: auto``
-leaves them (issue 25): each suite twice, one after the other on the same machine, into fresh
-stores; auto starts from an empty cache, so its trials are in its time.
+"""Wall time of whole suites trained run by run (``--no-stack``), as ``train.stack: auto``
+leaves them, and (``--forced``) stacked wherever the parts allow (``--stack``), issue 25: each
+suite in each mode, one after the other on the same machine, into fresh stores; auto starts
+from an empty cache, so its trials are in its time.
 
     python benchmarks/stacked_suites.py [--suites toy_sweep,toy_modes,mnist_modes]
-        [--steps toy_modes=500,mnist_modes=100] [--jobs N] [--csv FILE]
+        [--steps toy_modes=500,mnist_modes=100] [--forced] [--jobs N] [--csv FILE]
 
 ``--steps SUITE=N`` shortens a suite to N training steps (evaluated at N/2 and N) so that a
 long one fits a session; the table says which budget each row ran. Prints a markdown table.
@@ -40,12 +41,13 @@ def shortened(suite: str, steps: int | None, folder: Path) -> Path:
 
 
 def timed_run(suite: Path, mode: str, folder: Path, jobs: int | None) -> tuple[float, str]:
-    """Seconds for ``harness run`` of ``suite`` in ``mode`` (no-stack or auto), and its output."""
+    """Seconds for ``harness run`` of ``suite`` in ``mode`` (no-stack, auto or stack), and its
+    output."""
     env = dict(os.environ, HARNESS_CACHE_DIR=str(folder / f"cache-{mode}"))
     env.pop("HARNESS_JOBS", None)
     cmd = [str(Path(sys.executable).with_name("harness")), "run", str(suite)]
     cmd += ["--tracking-uri", f"sqlite:///{folder / mode}-{suite.stem}.db"]
-    cmd += ["--no-stack"] if mode == "no-stack" else []
+    cmd += {"no-stack": ["--no-stack"], "stack": ["--stack"]}.get(mode, [])
     cmd += ["--jobs", str(jobs)] if jobs else []
     start = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
@@ -59,11 +61,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--suites", default="toy_sweep,toy_modes,mnist_modes")
     parser.add_argument("--steps", default="", help="SUITE=N,...: shortened budgets")
+    parser.add_argument("--forced", action="store_true", help="also time --stack")
     parser.add_argument("--jobs", type=int, help="harness run --jobs (default: its own)")
     parser.add_argument("--csv", type=Path)
     args = parser.parse_args(argv)
     budgets = {k: int(v) for k, v in (p.split("=") for p in args.steps.split(",") if p)}
     fields = ["suite", "runs", "steps", "per_run_s", "auto_s", "speedup", "stacked_runs"]
+    fields += ["stack_s", "stack_speedup"] if args.forced else []
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -82,12 +86,15 @@ def main(argv: list[str] | None = None) -> None:
                 "speedup": f"{per_run / auto:.2f}",
                 "stacked_runs": len(re.findall(r"stacked\)", output)),
             })  # fmt: skip
+            if args.forced:
+                forced, _ = timed_run(suite, "stack", folder, args.jobs)
+                rows[-1] |= {"stack_s": f"{forced:.1f}", "stack_speedup": f"{per_run / forced:.2f}"}
             print(" ".join(f"{k}={v}" for k, v in rows[-1].items()), file=sys.stderr, flush=True)
     if args.csv:
         with args.csv.open("w", newline="") as f:
             csv.DictWriter(f, fields).writeheader()
             csv.DictWriter(f, fields).writerows(rows)
-    print("wall seconds of `harness run`, run by run (--no-stack) and train.stack: auto")
+    print("wall seconds of `harness run`: run by run (--no-stack), train.stack: auto, --stack")
     print()
     print("| " + " | ".join(fields) + " |")
     print("|" + "---|" * len(fields))

@@ -387,3 +387,20 @@ def test_parts_that_fail_stacked_train_run_by_run(write_suite, tmp_path, monkeyp
         assert {o.status for o in outcomes} == {"finished"}
         assert {o.execution for o in outcomes if o.spec.strategy == "bce"} == {"per-run"}
     assert "MemberMixing" in (tmp_path / "cache" / "stacking.json").read_text()
+
+
+def test_groups_are_even_and_a_multiple_of_the_workers(write_suite):
+    """48 runs that may stack, at most 16 a group, on 2 workers: 4 groups of 12, not 3 of 16
+    (which would leave a worker idle for the last third); on 1 worker, 3 of 16."""
+    text = TOY_SUITE.replace("seeds: [0, 1]", f"seeds: {list(range(48))}")
+    text = text.replace("  bce: {loss: bce, constraint: none}\n", "")
+    suite, registry = load_suite(write_suite(text))
+    sizes = lambda w: [  # noqa: E731
+        len(j)
+        for j in grouping.plan_groups(suite.runs, registry, stack="on", max_members=16, workers=w)
+    ]
+    assert sizes(1) == [16, 16, 16] and sizes(2) == [12, 12, 12, 12] and sizes(3) == [16, 16, 16]
+    jobs = grouping.plan_groups(suite.runs[:5], registry, stack="on", max_members=2, workers=2)
+    assert [len(j) for j in jobs] == [2, 2, 1] and [s.seed for j in jobs for s in j] == list(
+        range(5)
+    )

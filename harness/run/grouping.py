@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import platform
 from collections.abc import Sequence
@@ -65,24 +66,46 @@ def plan_groups(
     *,
     stack: str | None,
     max_members: int,
+    workers: int = 1,
     compile: bool = False,
 ) -> list[tuple[RunSpec, ...]]:
-    """``specs`` as jobs: groups of stackable runs (at most ``max_members`` each, in the
-    suite's order) and single runs. ``stack`` "off" (or a run's ``train.stack: off``): all
-    single; None follows each run's ``train.stack``."""
-    groups: dict[str, list[list[RunSpec]]] = {}
-    jobs: list[list[RunSpec]] = []
+    """``specs`` as jobs: groups of stackable runs and single runs, in the suite's order.
+    Runs that may stack together are split into as few groups of at most ``max_members`` as
+    possible, as even in size as possible, and into more when that makes the number of groups
+    a multiple of ``workers`` (3 groups on 2 workers leave one idle for a third of the time;
+    4 smaller ones do not). ``stack`` "off" (or a run's ``train.stack: off``): all single;
+    None follows each run's ``train.stack``."""
+    stackable: dict[str, list[RunSpec]] = {}
+    order: list[RunSpec | str] = []  # single runs, and each group key where it first appears
     for spec in specs:
         mode = stack or spec.train.stack
         if mode == "off" or max_members < 2 or refusal(spec, registry, compile):
-            jobs.append([spec])
+            order.append(spec)
             continue
-        chunks = groups.setdefault(group_key(spec) + mode, [])
-        if not chunks or len(chunks[-1]) >= max_members:
-            chunks.append([])
-            jobs.append(chunks[-1])
-        chunks[-1].append(spec)
-    return [tuple(job) for job in jobs]
+        key = group_key(spec) + mode
+        if key not in stackable:
+            order.append(key)
+        stackable.setdefault(key, []).append(spec)
+    counts = {key: math.ceil(len(runs) / max_members) for key, runs in stackable.items()}
+    while workers > 1 and sum(counts.values()) % workers:
+        splittable = [k for k in counts if len(stackable[k]) >= 2 * (counts[k] + 1)]
+        if not splittable:
+            break
+        counts[max(splittable, key=lambda k: len(stackable[k]) / counts[k])] += 1
+    jobs: list[tuple[RunSpec, ...]] = []
+    for item in order:
+        if isinstance(item, str):
+            jobs += [tuple(chunk) for chunk in even_chunks(stackable[item], counts[item])]
+        else:
+            jobs.append((item,))
+    return jobs
+
+
+def even_chunks(runs: list[RunSpec], count: int) -> list[list[RunSpec]]:
+    """``runs`` in ``count`` consecutive chunks whose sizes differ by at most one."""
+    size, extra = divmod(len(runs), count)
+    bounds = [i * size + min(i, extra) for i in range(count + 1)]
+    return [runs[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
 
 
 def trial_key(specs: Sequence[RunSpec], device: str, threads: int) -> str:

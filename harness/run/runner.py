@@ -189,8 +189,14 @@ def read_logged(store: Store, suite: Suite) -> tuple[list, dict]:
 def groups(specs: list[RunSpec], registry: Registry, settings: RunSettings):
     """The jobs ``specs`` train as: stacked groups and single runs (:mod:`harness.run.grouping`)."""
     max_members = settings.max_members or default_max_members(settings.device)
+    workers = 1 if settings.executor == "ray" else settings.jobs or 1
     return plan_groups(
-        specs, registry, stack=settings.stack, max_members=max_members, compile=settings.compile
+        specs,
+        registry,
+        stack=settings.stack,
+        max_members=max_members,
+        workers=workers,
+        compile=settings.compile,
     )
 
 
