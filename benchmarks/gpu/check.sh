@@ -35,6 +35,7 @@ BUDGET=${BUDGET_S:-$((TINY ? 3600 : 500))}
 SCALE=${TIMEOUT_SCALE:-$((TINY ? 8 : 1))}  # a 2-core CPU needs longer, even at tiny sizes
 export PYTHONUNBUFFERED=1 HARNESS_CACHE_DIR=$WORK/cache HARNESS_TEST_DEVICE=$DEVICE
 export MLFLOW_TRACKING_URI=sqlite:///$WORK/cli/mlflow.db
+mkdir -p "$WORK/cli"  # the CLI refuses a store in a folder that does not exist
 : >"$OUT/log.txt"
 echo "step,status,rc,seconds,timeout_s" >"$OUT/steps.csv"
 
