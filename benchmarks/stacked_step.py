@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import csv
 import sys
-import time
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -28,7 +27,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from harness.core.spec import RunSpec  # noqa: E402
 from harness.run.loading import load_suite  # noqa: E402
-from harness.run.stacked_training import Group, load_members, stacked_step  # noqa: E402
+from harness.run.stacked_training import (  # noqa: E402
+    Group,
+    load_members,
+    seconds_per_step,
+    stacked_step,
+)
 from harness.run.trainer import MetricsSink, one_step  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,17 +54,6 @@ def specs(name: str, members: int) -> tuple[list[RunSpec], object]:
     return [runs[i % len(runs)].model_copy(update={"seed": i}) for i in range(members)], registry
 
 
-def seconds(step, steps: int, device: torch.device) -> float:
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    step()  # warm-up
-    sync()
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    sync()
-    return (time.perf_counter() - start) / steps
-
-
 def measure(name: str, members: int, steps: int, device: torch.device) -> tuple[float, float]:
     """(the runs alone, one after another; the stack of ``members``): seconds per training
     step. Runs alone that differ only in seed or learning rate take the same time: one of
@@ -72,10 +65,10 @@ def measure(name: str, members: int, steps: int, device: torch.device) -> tuple[
         tc, parts = member.spec.train, member.parts
         if tc.n_critic not in timed:
             step = lambda p=parts, tc=tc: one_step(p, p.generator, p.critic, nullcontext(), tc)  # noqa: E731
-            timed[tc.n_critic] = seconds(step, steps, device)
+            timed[tc.n_critic] = seconds_per_step(step, steps, device)
         per_run += timed[tc.n_critic]
     stack = Group(group)
-    stacked = seconds(lambda: stacked_step(stack, runs[0].train), steps, device)
+    stacked = seconds_per_step(lambda: stacked_step(stack, runs[0].train), steps, device)
     return per_run, stacked
 
 

@@ -460,11 +460,11 @@ def trial(specs: Sequence[RunSpec], registry: Registry, device, data_dir, steps:
     device = resolve_device(device)
     members = load_members(specs, [MetricsSink()] * len(specs), registry, device, data_dir)
     alone, tc = members[0].parts, specs[0].train
-    per_run = _seconds(
+    per_run = seconds_per_step(
         lambda: one_step(alone, alone.generator, alone.critic, nullcontext(), tc), steps, device
     )
     group = Group(members)
-    stacked = _seconds(lambda: stacked_step(group, tc), steps, device)
+    stacked = seconds_per_step(lambda: stacked_step(group, tc), steps, device)
     per_run *= len(specs)
     return {"per_run_s": per_run, "stacked_s": stacked, "stack": stacked < STACK_MARGIN * per_run}
 
@@ -472,7 +472,8 @@ def trial(specs: Sequence[RunSpec], registry: Registry, device, data_dir, steps:
 STACK_MARGIN = 0.9  # stack only when the trial says at least 10 % faster: trials are noisy
 
 
-def _seconds(step, steps: int, device: torch.device) -> float:
+def seconds_per_step(step, steps: int, device: torch.device) -> float:
+    """Seconds per call of ``step`` over ``steps`` calls after a warm-up call."""
     step()  # warm-up: allocations, first-call costs
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     sync()
