@@ -404,3 +404,15 @@ def test_groups_are_even_and_a_multiple_of_the_workers(write_suite):
     assert [len(j) for j in jobs] == [2, 2, 1] and [s.seed for j in jobs for s in j] == list(
         range(5)
     )
+
+
+def test_tables_say_when_stacked_runs_time_is_a_share():
+    import pandas as pd
+
+    from harness.analysis.tables import footnote
+
+    mixed = pd.DataFrame({"execution": ["per-run", "stacked:3", "stacked:3"]})
+    assert "executed per-run and stacked: a stacked run's time columns are its share" in (
+        footnote(mixed, ["sec_per_step"])
+    )
+    assert "executed" not in footnote(pd.DataFrame({"execution": ["per-run"]}), ["sec_per_step"])

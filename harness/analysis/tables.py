@@ -19,6 +19,7 @@ from harness.analysis.currency import current_checker
 from harness.analysis.summary import SHOWN
 from harness.core.errors import HarnessError
 from harness.run.store import (
+    EXECUTION,
     IDENTITY,
     PROTOCOL,
     PROVENANCE,
@@ -133,7 +134,7 @@ def kept_param(param: str) -> bool:
     return (
         param in PROTOCOL_PARAMS
         or param in PROVENANCE
-        or param == VERSION
+        or param in (VERSION, EXECUTION)
         or param.startswith((SWEEP, IDENTITY))
     )
 
@@ -210,6 +211,12 @@ def footnote(frame: pd.DataFrame, metrics: list[str]) -> str:
             parts.append(f"{label} {', '.join(sorted(map(str, frame[param].dropna().unique())))}")
     if any(m.endswith("_mnist") for m in metrics):
         parts.append("FID/KID/PR features: the harness's MNIST evaluator CNN (not Inception)")
+    kinds = sorted({str(v).split(":")[0] for v in frame.get(EXECUTION, pd.Series()).dropna()})
+    if "stacked" in kinds:
+        parts.append(
+            f"executed {' and '.join(kinds)}: a stacked run's time columns are its share of "
+            "its group's time (--no-stack to compare costs)"
+        )
     versions = sorted(map(str, frame.get("harness_version", pd.Series(["?"])).dropna().unique()))
     parts.append(f"harness {', '.join(versions)}")
     if frame.attrs.get("older"):

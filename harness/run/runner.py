@@ -32,7 +32,7 @@ from harness.run.grouping import default_max_members, plan_groups, remember, rem
 from harness.run.planning import decide, plan
 from harness.run.provenance import DEFAULT_THREADS, run_provenance, torch_threads
 from harness.run.stacked_training import train_stacked, trial
-from harness.run.store import RunLog, Store, is_store_error, storage_error
+from harness.run.store import EXECUTION, RunLog, Store, is_store_error, storage_error
 from harness.run.trainer import resolve_device, train
 
 log = logging.getLogger("harness")
@@ -363,7 +363,7 @@ def _train_stacked(settings: RunSettings, started, registry: Registry, progress:
 def execution_params(spec, registry, settings: RunSettings, execution: str) -> dict[str, str]:
     """The run's provenance and how it executes (``per-run`` or ``stacked:M``)."""
     device = resolve_device(settings.device)
-    return run_provenance(spec, registry, device) | {"execution": execution}
+    return run_provenance(spec, registry, device) | {EXECUTION: execution}
 
 
 def failed(spec: RunSpec, run: RunLog, exc: BaseException) -> Outcome:

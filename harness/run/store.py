@@ -53,6 +53,7 @@ IDENTITY = "identity."  # identity.KIND.NAME: each part's code (harness.core.ide
 SWEEP = "sweep."  # sweep.PATH: a setting's values
 PLUGINS = "plugins"  # the suite-local plugin modules a run imported, as JSON
 PROVENANCE = ("torch_version", "device", "torch_threads", "cpu_capability", "python_version")
+EXECUTION = "execution"  # per-run, or stacked:M (trained with M-1 others as one model)
 PARAM_CHARS = 6000  # MLflow's limit on a param value
 
 
