@@ -125,22 +125,24 @@ def verdicts_file() -> Path:
     return cache_dir() / "stacking.json"
 
 
-def remembered(key: str) -> dict | None:
+def known_verdicts() -> dict:
+    """The remembered verdicts; none when there is no file yet or it is damaged (the trials
+    then run again)."""
     try:
-        return json.loads(verdicts_file().read_text()).get(key)
-    except (OSError, ValueError, AttributeError):
-        return None  # none yet, or a damaged file: measure again
+        known = json.loads(verdicts_file().read_text())
+    except (OSError, ValueError):
+        return {}
+    return known if isinstance(known, dict) else {}
+
+
+def remembered(key: str) -> dict | None:
+    return known_verdicts().get(key)
 
 
 def remember(key: str, verdict: dict) -> None:
     """Add a verdict to the cache (written whole, then renamed: concurrent writers lose at
     most a verdict, which is measured again)."""
-    path = verdicts_file()
-    try:
-        known = json.loads(path.read_text())
-        known = known if isinstance(known, dict) else {}
-    except (OSError, ValueError):
-        known = {}
+    path, known = verdicts_file(), known_verdicts()
     known[key] = verdict
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

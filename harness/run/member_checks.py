@@ -5,6 +5,7 @@ stacked as each member trains alone, within :data:`TOLERANCE`."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import nullcontext
 
 import torch
 from torch import nn
@@ -80,7 +81,7 @@ def _train_stacked(members, data, declared: str, device) -> Stacked:
     constraint = members[0][2]
     rngs = [torch.Generator(device).manual_seed(1000 + m) for m in range(MEMBERS)]
     rows = MEMBERS * BATCH
-    hooks = (lambda: Members(rngs, rows)) if declared == "elementwise" else _nothing
+    hooks = (lambda: Members(rngs, rows)) if declared == "elementwise" else nullcontext
     optimizer = torch.optim.SGD(critic.parameters(), lr=0.05)
     for _ in range(STEPS):
         idx = [torch.randint(0, len(data), (BATCH,), device=device, generator=g) for g in rngs]
@@ -105,14 +106,6 @@ def _train_stacked(members, data, declared: str, device) -> Stacked:
         with hooks():
             constraint.after_critic_step(critic)
     return critic
-
-
-class _nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def check_architecture_members(make, label: str, z_dim: int, shape, output: str, device) -> None:

@@ -22,7 +22,7 @@ from torch.overrides import TorchFunctionMode
 
 class Stacked(nn.Module):
     """``modules`` (same structure, own weights) as one module mapping member-major inputs
-    to member-major outputs; ``member(m)`` is member m's state dict, ``load_member`` the reverse."""
+    to member-major outputs; ``member(m)`` is member m's state dict."""
 
     def __init__(self, modules: list[nn.Module]):
         super().__init__()
@@ -64,12 +64,6 @@ class Stacked(nn.Module):
         names = self.param_names + self.buffer_names
         tensors = list(self.weights) + self.stacked_buffers()
         return {name: t[m].detach().clone() for name, t in zip(names, tensors, strict=True)}
-
-    def load_member(self, m: int, state: dict[str, Tensor]) -> None:
-        names = self.param_names + self.buffer_names
-        with torch.no_grad():
-            for name, t in zip(names, list(self.weights) + self.stacked_buffers(), strict=True):
-                t[m].copy_(state[name])
 
 
 class MemberMixing(RuntimeError):

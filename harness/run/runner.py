@@ -124,7 +124,8 @@ def run_suite(
     line = plan(suite.runs, trained, logged, set(settings.rerun))
     if trained and settings.executor == "local":
         line += f"; {settings.jobs} at a time"
-    stackable = [job for job in groups(trained, registry, settings) if len(job) > 1]
+    batches = groups(trained, registry, settings)
+    stackable = [job for job in batches if len(job) > 1]
     if stackable:
         runs = sum(len(job) for job in stackable)
         how = "stacked" if settings.stack == "on" else "stacked where a trial measures it faster"
@@ -136,21 +137,20 @@ def run_suite(
             outcomes[spec.run_key] = Outcome(spec, "skipped", dict(completed[spec.run_key].metrics))
             progress.run_ended(outcomes[spec.run_key])
     if trained:  # an invocation that trains nothing leaves no parent run behind
-        train_all(suite, trained, registry, store, settings, progress, outcomes)
+        train_all(suite, batches, registry, store, settings, progress, outcomes)
     return [outcomes[spec.run_key] for spec in suite.runs]
 
 
-def train_all(suite, trained, registry, store, settings, progress, outcomes) -> None:
-    """Open the invocation's parent run, train ``trained`` into ``outcomes`` as the runs
-    end, and close the parent with how it went; a store that refuses a write is one line."""
+def train_all(suite, batches, registry, store, settings, progress, outcomes) -> None:
+    """Open the invocation's parent run, train ``batches`` (runs alone and stacked groups:
+    :func:`groups`) into ``outcomes`` as the runs end, and close the parent with how it went;
+    a store that refuses a write is one line."""
     try:
         parent_id = store.start_suite(suite)
     except Exception as exc:
         store.end_suite(None, "failed")
         raise storage_error(exc, store.uri) from None
-    jobs = [
-        Job(store.uri, parent_id, specs, settings) for specs in groups(trained, registry, settings)
-    ]
+    jobs = [Job(store.uri, parent_id, specs, settings) for specs in batches]
     status = "finished"
     try:
         with contextlib.closing(execute(jobs, store, registry, settings, progress)) as results:

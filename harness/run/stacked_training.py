@@ -158,8 +158,14 @@ class Group:
         parts = self.members[i].parts
         parts.generator.load_state_dict(self.generator.member(i))
         parts.critic.load_state_dict(self.critic.member(i))
+
+    def checkpoint(self, i: int) -> dict:
+        """Member i's per-run checkpoint (its networks unstacked already): its optimisers'
+        state exported into its own, then :func:`member_checkpoint`."""
+        parts = self.members[i].parts
         self.opt_g.export(i, parts.opt_g)
         self.opt_c.export(i, parts.opt_c)
+        return member_checkpoint(self.members[i])
 
 
 def train_group(members: list[Member], device: torch.device, checkpoint_every: int) -> None:
@@ -182,16 +188,15 @@ def train_group(members: list[Member], device: torch.device, checkpoint_every: i
             log_members(group, window, step, memory, final=step == tc.steps)
             if not any(m.live for m in members):
                 return
+            save = at_eval or step - saved_at >= checkpoint_every
             for i, m in enumerate(members):
-                if not m.live:
+                if not m.live or not save:  # evaluation points are checkpoints too
                     continue
+                group.unstack(i)
                 if at_eval:
-                    group.unstack(i)
                     evaluate_at(m.parts, m.run, step, m.sink)
-                if at_eval or step - saved_at >= checkpoint_every:
-                    group.unstack(i)
-                    m.sink.save_checkpoint(member_checkpoint(m))
-            if at_eval or step - saved_at >= checkpoint_every:
+                m.sink.save_checkpoint(group.checkpoint(i))
+            if save:
                 saved_at = step
             window.reset()
     for i, m in enumerate(members):
