@@ -1,8 +1,8 @@
 """Does training M runs as one stacked model pay (issue 25)? Milliseconds per training step per
-member, through the harness's own code: a run alone (:func:`harness.run.trainer.one_step`,
-times M: runs alone are independent) against M seeds as one stack
-(:func:`harness.run.stacked_training.stacked_step`), on a suite's default networks, batch,
-strategy and update schedule.
+member, measured by ``train.stack: auto``'s own trial (:func:`harness.run.stacked_training.trial`):
+the runs alone one after another (:func:`harness.run.trainer.one_step`, one run timed per
+critic-step count) against the M runs as one stack (``stacked_step``), on a suite's default
+networks, batch, strategy and update schedule.
 
     python benchmarks/stacked_step.py [--device cpu] [--members 1,4,16,48] [--steps 3]
         [--archs ring,sweep,dcgan28,pacgan_grid] [--threads 1] [--csv FILE]
@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import csv
 import sys
-from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -27,13 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from harness.core.spec import RunSpec  # noqa: E402
 from harness.run.loading import load_suite  # noqa: E402
-from harness.run.stacked_training import (  # noqa: E402
-    Group,
-    load_members,
-    seconds_per_step,
-    stacked_step,
-)
-from harness.run.trainer import MetricsSink, one_step  # noqa: E402
+from harness.run.stacked_training import trial  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = {  # name -> (suite, strategy)
@@ -56,20 +49,10 @@ def specs(name: str, members: int) -> tuple[list[RunSpec], object]:
 
 def measure(name: str, members: int, steps: int, device: torch.device) -> tuple[float, float]:
     """(the runs alone, one after another; the stack of ``members``): seconds per training
-    step. Runs alone that differ only in seed or learning rate take the same time: one of
-    each ``n_critic`` is timed."""
+    step, as ``train.stack: auto``'s trial measures them."""
     runs, registry = specs(name, members)
-    group = load_members(runs, [MetricsSink()] * members, registry, device, None)
-    per_run, timed = 0.0, {}
-    for member in group:
-        tc, parts = member.spec.train, member.parts
-        if tc.n_critic not in timed:
-            step = lambda p=parts, tc=tc: one_step(p, p.generator, p.critic, nullcontext(), tc)  # noqa: E731
-            timed[tc.n_critic] = seconds_per_step(step, steps, device)
-        per_run += timed[tc.n_critic]
-    stack = Group(group)
-    stacked = seconds_per_step(lambda: stacked_step(stack, runs[0].train), steps, device)
-    return per_run, stacked
+    timing = trial(runs, registry, device, None, steps)
+    return timing["per_run_s"], timing["stacked_s"]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -459,18 +459,22 @@ def log_members(group: Group, window: MemberWindow, step: int, memory, final: bo
 
 
 def trial(specs: Sequence[RunSpec], registry: Registry, device, data_dir, steps: int = 2) -> dict:
-    """Whether stacking ``specs`` pays here: seconds for one training step of each run alone
-    (one of them, times their number) and of the stack, each after a warm-up step. Builds
-    its own members: nothing is logged and training starts afresh after."""
+    """Whether stacking ``specs`` pays here: seconds for one training step of the runs alone,
+    one after another, and of the stack, each timed after a warm-up step. Runs alone that
+    differ only in seed or optimiser settings take the same time, so one run per critic-step
+    count is timed (a sweep's members differ in it). Builds its own members: nothing is
+    logged and training starts afresh after."""
     device = resolve_device(device)
     members = load_members(specs, [MetricsSink()] * len(specs), registry, device, data_dir)
-    alone, tc = members[0].parts, specs[0].train
-    per_run = seconds_per_step(
-        lambda: one_step(alone, alone.generator, alone.critic, nullcontext(), tc), steps, device
-    )
+    per_run, timed = 0.0, {}
+    for member in members:
+        tc, parts = member.spec.train, member.parts
+        if tc.n_critic not in timed:
+            alone = lambda p=parts, tc=tc: one_step(p, p.generator, p.critic, nullcontext(), tc)  # noqa: E731
+            timed[tc.n_critic] = seconds_per_step(alone, steps, device)
+        per_run += timed[tc.n_critic]
     group = Group(members)
-    stacked = seconds_per_step(lambda: stacked_step(group, tc), steps, device)
-    per_run *= len(specs)
+    stacked = seconds_per_step(lambda: stacked_step(group, specs[0].train), steps, device)
     return {"per_run_s": per_run, "stacked_s": stacked, "stack": stacked < STACK_MARGIN * per_run}
 
 
