@@ -122,7 +122,8 @@ def check_architecture_members(make, label: str, z_dim: int, shape, output: str,
     rule = (
         "declares stackable = True, so its networks must run under torch.func.vmap with "
         "functional_call (no out= operations, no data-dependent control flow) and every "
-        "build must have the same structure"
+        "build must have the same structure; a module class declaring member_major = True "
+        "must compute each sample on its own (no batch-wide statistics or reshapes)"
     )
     try:
         generator = Stacked([g for g, _ in pairs])

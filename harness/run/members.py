@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+from functools import cache
 
 import torch
 from torch import Tensor, nn
@@ -34,36 +35,130 @@ class Stacked(nn.Module):
             self.register_buffer(f"buffer{i}", tensor)
         base = copy.deepcopy(modules[0]).to("meta")
         self._call = lambda p, b, x: functional_call(base, (p, b), (x,))  # noqa: E731
+        self.chosen: Tensor | None = None  # the members that compute (None: all)
+        self.current: list[Tensor] = []  # the weights the direct copy computes with
+        copied = None if self.buffer_names else direct(base, self.param_names, self.current)
+        object.__setattr__(self, "direct", copied)  # not a submodule: it owns no weights
 
     def stacked_buffers(self) -> list[Tensor]:
         return [getattr(self, f"buffer{i}") for i in range(len(self.buffer_names))]
 
     def forward(self, x: Tensor) -> Tensor:
-        params = dict(zip(self.param_names, self.weights, strict=True))
-        buffers = dict(zip(self.buffer_names, self.stacked_buffers(), strict=True))
+        weights, buffers = list(self.weights), self.stacked_buffers()
+        index = self.chosen
+        if index is not None:  # copies of the chosen rows; gradients flow back to them
+            weights = [w.index_select(0, index) for w in weights]
+            buffers = [b.index_select(0, index) for b in buffers]
+        if self.direct is not None:
+            self.current[:] = weights
+            return self.direct(x)
         out = vmap(self._call, randomness="error")(
-            params, buffers, x.unflatten(0, (self.count, -1))
+            dict(zip(self.param_names, weights, strict=True)),
+            dict(zip(self.buffer_names, buffers, strict=True)),
+            x.unflatten(0, (len(weights[0]), -1)),
         )
+        if index is not None:  # buffers the pass updated (batch-norm statistics) go back
+            with torch.no_grad():
+                for full, rows in zip(self.stacked_buffers(), buffers, strict=True):
+                    full.index_copy_(0, index, rows)
         return out.flatten(0, 1)
 
     @contextlib.contextmanager
-    def keeping(self, active: list[bool] | None):
-        """Inside, forward passes of members not ``active`` leave their buffers (batch-norm
-        statistics) as they were."""
-        kept = [m for m, on in enumerate(active or []) if not on]
-        buffers = self.stacked_buffers() if kept else []
-        saved = [b[kept].clone() for b in buffers]
+    def only(self, chosen: list[int] | None):
+        """Inside, only the members ``chosen`` (None: all) compute: inputs and outputs hold
+        their rows alone; the others' buffers are untouched and their gradient rows zero."""
+        device = self.weights[0].device
+        self.chosen = None if chosen is None else torch.tensor(chosen, device=device)
+        try:
+            yield
+        finally:
+            self.chosen = None
+
+    @contextlib.contextmanager
+    def keeping(self, chosen: list[int] | None):
+        """Inside, members not ``chosen`` keep their weights and buffers as they were (a
+        constraint's projection acts on the whole stack; it applies to the chosen only)."""
+        kept = [m for m in range(self.count) if chosen is not None and m not in chosen]
+        tensors = list(self.weights) + self.stacked_buffers() if kept else []
+        saved = [t.detach()[kept].clone() for t in tensors]
         try:
             yield
         finally:
             with torch.no_grad():
-                for b, old in zip(buffers, saved, strict=True):
-                    b[kept] = old
+                for t, old in zip(tensors, saved, strict=True):
+                    t[kept] = old
 
     def member(self, m: int) -> dict[str, Tensor]:
         names = self.param_names + self.buffer_names
         tensors = list(self.weights) + self.stacked_buffers()
         return {name: t[m].detach().clone() for name, t in zip(names, tensors, strict=True)}
+
+
+PER_SAMPLE = (  # layers that compute each sample (row) on its own, with no weights
+    nn.ReLU, nn.LeakyReLU, nn.ELU, nn.SiLU, nn.GELU, nn.Softplus, nn.Tanh, nn.Sigmoid,
+    nn.Identity, nn.Sequential,
+)  # fmt: skip
+
+
+def direct(base: nn.Module, names: list[str], weights: list[Tensor]) -> nn.Module | None:
+    """``base`` computing all members on member-major batches without ``vmap`` (whose cost
+    per call is larger than a small MLP's arithmetic), or None unless every part of it is
+    known to allow that: linear layers become :class:`MemberLinear` (one batched product
+    over the stacked weights, what ``vmap`` does); per-sample activations, flattening of
+    sample dimensions and modules that declare ``member_major = True`` (their own forward
+    reshapes samples only in aligned groups and calls their children) stay; no buffers, no
+    parametrizations, no hooks."""
+    index = {name: i for i, name in enumerate(names)}
+    copied = copy.deepcopy(base)
+    for name, module in list(copied.named_modules()):
+        if module._forward_hooks or module._forward_pre_hooks:
+            return None
+        if type(module) is nn.Linear:
+            member = MemberLinear(weights, index[f"{name}.weight".lstrip(".")])
+            member.bias = index.get(f"{name}.bias".lstrip("."))
+            if not name:
+                return member
+            parent, _, child = name.rpartition(".")
+            setattr(copied.get_submodule(parent), child, member)
+        elif not per_sample(module) or any(module.parameters(recurse=False)):
+            return None
+    return copied
+
+
+def per_sample(module: nn.Module) -> bool:
+    if type(module) is nn.Flatten:
+        return module.start_dim >= 1
+    if type(module) is nn.Unflatten:
+        return isinstance(module.dim, int) and module.dim >= 1
+    kind = type(module)
+    return kind in PER_SAMPLE + builtin_member_major() or getattr(kind, "member_major", 0) is True
+
+
+@cache
+def builtin_member_major() -> tuple[type, ...]:
+    """The built-in wrappers whose forward is per sample (the critic's flatten of its scores,
+    PacGAN's packing of consecutive samples: packs never straddle members), recognised here
+    rather than declared there, so that their runs keep their keys."""
+    from harness.builtins.architecture_nets import Critic
+    from harness.builtins.packing import packed_class
+
+    return Critic, packed_class()
+
+
+class MemberLinear(nn.Module):
+    """``nn.Linear`` for all members at once: member m's rows times its own weight, one
+    batched product (``bmm``) over the stacked (M, out, in) weight, then the bias."""
+
+    def __init__(self, weights: list[Tensor], weight: int):
+        super().__init__()
+        self.weights, self.weight, self.bias = weights, weight, None
+
+    def forward(self, x: Tensor) -> Tensor:
+        w = self.weights[self.weight]
+        out = torch.bmm(x.unflatten(0, (len(w), -1)), w.transpose(1, 2))
+        if self.bias is not None:
+            out = out + self.weights[self.bias].unsqueeze(1)
+        return out.flatten(0, 1)
 
 
 class MemberMixing(RuntimeError):
@@ -81,12 +176,9 @@ class Members(TorchFunctionMode):
     a full ``mean()`` of a tensor whose first dimension is a multiple of M is the M members'
     own means, a vector, so a penalty ``λ·mean(...)`` comes back per member."""
 
-    def __init__(
-        self, generators: list[torch.Generator], rows: int, active: list[bool] | None = None
-    ):
+    def __init__(self, generators: list[torch.Generator], rows: int):
         super().__init__()
         self.generators, self.rows = generators, rows
-        self.active = active or [True] * len(generators)
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -119,12 +211,7 @@ class Members(TorchFunctionMode):
         block = (self.rows // len(self.generators),) + tuple(size[1:])
         # a mode is off while its handler runs: these draws are plain ones
         return torch.cat(
-            [
-                draw(block, generator=g, dtype=dtype, device=device)
-                if on
-                else torch.zeros(block, dtype=dtype, device=device)
-                for g, on in zip(self.generators, self.active, strict=True)
-            ]
+            [draw(block, generator=g, dtype=dtype, device=device) for g in self.generators]
         )
 
 

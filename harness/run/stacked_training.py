@@ -4,7 +4,7 @@
 Each member is still its run: built, seeded and restored exactly as alone (its networks drawn
 from its seed, then its own random stream for batches, noise and the constraint's draws, so
 what it draws does not depend on its group), its own optimiser (one parameter group per
-member, over views of the stacked tensors: ``torch.optim``'s own update), its own sink,
+member: ``torch.optim``'s own update, :mod:`harness.run.member_optimizers`), its own sink,
 checkpoints in the per-run format, evaluation on its unstacked networks and its own summary.
 A member that diverges is recorded and frozen; the others go on. Stacked and per-run training
 differ only in the order of floating-point sums (like a thread count): same run key; the
@@ -12,6 +12,7 @@ execution is logged (``execution``: ``stacked:M``)."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -24,6 +25,7 @@ import torch
 
 from harness.core.registry import Registry
 from harness.core.spec import RunSpec
+from harness.run.member_optimizers import member_optimizer
 from harness.run.members import MemberMixing, Members, Stacked, per_member
 from harness.run.trainer import (
     TRAIN_KEYS,
@@ -118,40 +120,64 @@ class Group:
         self.z_dim, self.count = first.z_dim, len(members)
         self.generator = Stacked([m.parts.generator for m in members])
         self.critic = Stacked([m.parts.critic for m in members])
-        self.opt_g = MemberOptimizer(self.generator, [m.parts.opt_g for m in members])
-        self.opt_c = MemberOptimizer(self.critic, [m.parts.opt_c for m in members])
+        self.opt_g = member_optimizer(self.generator, [m.parts.opt_g for m in members])
+        self.opt_c = member_optimizer(self.critic, [m.parts.opt_c for m in members])
         self.rngs = [m.rng for m in members]
-        self.n_critic = [m.spec.train.n_critic for m in members]
+        self.critic_updates = [
+            m.spec.train.n_critic - (m.spec.train.updates == "simultaneous") for m in members
+        ]  # critic-only updates per step (with simultaneous updates the last is joint)
         self.elementwise = getattr(self.constraint, "members", None) == "elementwise"
         self.phase = "critic"  # which update calls the critic: critic, joint or generator
 
-    def hook_context(self, rows: int, active: list[bool] | None):
+    def chosen(self, round: int | None = None) -> list[int] | None:
+        """The members that compute (None: all): the live ones, and in critic round
+        ``round`` those that take more critic updates than that."""
+        on = [
+            m.live and (round is None or n > round)
+            for m, n in zip(self.members, self.critic_updates, strict=True)
+        ]
+        return None if all(on) else [i for i, yes in enumerate(on) if yes]
+
+    def rounds(self) -> int:
+        """The critic-only rounds of a step: the most critic updates a live member takes."""
+        live = zip(self.critic_updates, self.members, strict=True)
+        return max((n for n, m in live if m.live), default=0)
+
+    @contextlib.contextmanager
+    def only(self, chosen: list[int] | None):
+        """Both networks compute the members ``chosen`` only (:meth:`Stacked.only`)."""
+        with self.critic.only(chosen), self.generator.only(chosen):
+            yield
+
+    def streams(self, chosen: list[int] | None) -> list[torch.Generator]:
+        return self.rngs if chosen is None else [self.rngs[i] for i in chosen]
+
+    def hook_context(self, chosen: list[int] | None, rows: int):
         """The context of the constraint's hooks: :class:`Members` for an ``elementwise``
         one; a ``native`` one handles the stack itself."""
-        return Members(self.rngs, rows, active) if self.elementwise else nullcontext()
+        return Members(self.streams(chosen), rows) if self.elementwise else nullcontext()
 
-    def draw_real(self, batch: int, active: list[bool] | None = None) -> torch.Tensor:
-        """A real batch per member from its own stream (a member not ``active`` draws
-        nothing: its rows are the first sample, unused)."""
+    def draw_real(self, batch: int, chosen: list[int] | None = None) -> torch.Tensor:
+        """A real batch per member ``chosen``, each from its own stream."""
         n, device = len(self.data), self.data.device
         idx = [
-            torch.randint(0, n, (batch,), device=device, generator=g)
-            if active is None or active[m]
-            else torch.zeros(batch, dtype=torch.long, device=device)
-            for m, g in enumerate(self.rngs)
+            torch.randint(0, n, (batch,), device=device, generator=g) for g in self.streams(chosen)
         ]
         return self.data[torch.cat(idx)]
 
-    def draw_z(self, batch: int, active: list[bool] | None = None) -> torch.Tensor:
+    def draw_z(self, batch: int, chosen: list[int] | None = None) -> torch.Tensor:
         device, z = self.data.device, self.z_dim
         return torch.cat(
-            [
-                torch.randn(batch, z, device=device, generator=g)
-                if active is None or active[m]
-                else torch.zeros(batch, z, device=device)
-                for m, g in enumerate(self.rngs)
-            ]
+            [torch.randn(batch, z, device=device, generator=g) for g in self.streams(chosen)]
         )
+
+    def full(self, values: torch.Tensor, chosen: list[int] | None) -> torch.Tensor:
+        """A vector over the chosen members as one over all (zeros for the others)."""
+        if chosen is None:
+            return values
+        out = values.new_zeros(self.count)
+        out[chosen] = values
+        return out
 
     def unstack(self, i: int) -> None:
         """Member i's current weights into its own (plain) networks, for evaluation."""
@@ -176,12 +202,13 @@ def train_group(members: list[Member], device: torch.device, checkpoint_every: i
     counter = group.critic.register_forward_pre_hook(lambda *_: forwards.append(group.phase))
     start, saved_at = members[0].run.steps, members[0].run.steps
     window = MemberWindow(group.count, device)
+    rounds = max(group.critic_updates)
     for step in range(start + 1, tc.steps + 1):
         window.add(*stacked_step(group, tc))
         if step == start + 1:
             counter.remove()
             for m in members:
-                m.run.passes_per_step = passes(forwards, m.spec.train, max(group.n_critic))
+                m.run.passes_per_step = passes(forwards, m.spec.train, rounds)
         at_eval = step % spec.eval.every == 0 or step == tc.steps
         if step % tc.log_every == 0 or at_eval:
             memory.sample()
@@ -225,7 +252,7 @@ def passes(forwards: list[str], tc, rounds: int) -> int:
     """A member's critic calls per step, from the calls of the stack's first step: its share
     of the critic-only rounds (it takes part in its first ``n_critic`` of them), the rest."""
     joint = tc.updates == "simultaneous"
-    per_round = forwards.count("critic") // max(rounds - joint, 1)
+    per_round = forwards.count("critic") // max(rounds, 1)
     return per_round * (tc.n_critic - joint) + len(forwards) - forwards.count("critic")
 
 
@@ -241,16 +268,17 @@ class CriticRound(NamedTuple):
 
 
 def stacked_step(group: Group, tc):
-    """:func:`harness.run.trainer.one_step` for the stack: max(n_critic) critic updates, a
-    member taking part in its first n_critic of them only (with simultaneous updates, where
-    members share n_critic, the last is a :func:`joint_step`), then the generator updates.
-    Returns the members' last critic round, generator losses and gradient norms (vectors)."""
+    """:func:`harness.run.trainer.one_step` for the stack: the critic-only rounds, member m
+    computing in its first ``critic_updates[m]`` of them only (with simultaneous updates,
+    where members share n_critic, then a :func:`joint_step`), then the generator updates;
+    members that diverged compute no more. Returns the members' last critic round,
+    generator losses and gradient norms (vectors over all members)."""
     joint = tc.updates == "simultaneous"
     last = None
-    for k in range(max(group.n_critic) - joint):
-        active = [n - joint > k for n in group.n_critic]
-        now = critic_step(group, tc.batch_size, None if all(active) else active)
-        last = now if last is None else merge(last, now, active)
+    for k in range(group.rounds()):
+        chosen = group.chosen(k)
+        now = critic_step(group, tc.batch_size, chosen)
+        last = now if last is None else merge(last, now, chosen)
     if joint:
         last, loss_g, grad_norm = joint_step(group, tc.batch_size)
     if not tc.generator_steps:
@@ -261,35 +289,40 @@ def stacked_step(group: Group, tc):
     return last, loss_g, grad_norm
 
 
-def merge(last: CriticRound, now: CriticRound, active: list[bool]) -> CriticRound:
-    mask = torch.tensor(active, device=now.loss.device)
+def merge(last: CriticRound, now: CriticRound, chosen: list[int] | None) -> CriticRound:
+    """``last`` with the chosen members' values replaced by ``now``'s."""
+    if chosen is None:
+        return now
+    mask = torch.zeros(len(now.loss), dtype=torch.bool, device=now.loss.device)
+    mask[chosen] = True
     pick = lambda a, b: None if a is None else torch.where(mask, b, a)  # noqa: E731
     return CriticRound(*(pick(a, b) for a, b in zip(last, now, strict=True)))
 
 
-def critic_step(group: Group, batch: int, active: list[bool] | None) -> CriticRound:
-    """One critic update of the members ``active`` (None: all); the others draw nothing,
-    keep their buffers (batch-norm statistics) and are not updated."""
-    group.phase = "critic"
-    with group.critic.keeping(active), group.generator.keeping(active):
-        real_x = group.draw_real(batch, active)
+def critic_step(group: Group, batch: int, chosen: list[int] | None) -> CriticRound:
+    """One critic update of the members ``chosen`` (None: all); the others draw nothing,
+    compute nothing and keep their weights, buffers and optimiser state."""
+    group.phase, count = "critic", len(group.streams(chosen))
+    with group.only(chosen):
+        real_x = group.draw_real(batch, chosen)
         with torch.no_grad():
-            fake_x = group.generator(group.draw_z(batch, active))
+            fake_x = group.generator(group.draw_z(batch, chosen))
         real_out, fake_out = group.critic(real_x), group.critic(fake_x)
-        loss = per_member(group.loss.critic_loss, real_out, fake_out, members=group.count)
-        with group.hook_context(len(real_x), active):
+        loss = per_member(group.loss.critic_loss, real_out, fake_out, members=count)
+        with group.hook_context(chosen, len(real_x)):
             penalty = group.constraint.penalty(group.critic, real_x, fake_x)
         if penalty is not None:
-            loss = loss + check_penalty(group, penalty)
+            loss = loss + check_penalty(group, penalty, count)
         group.opt_c.zero_grad()
-        loss.sum().backward()  # buffers restored after: backward may read them
-    group.opt_c.step(active)
-    with group.hook_context(len(real_x), active):
-        group.constraint.after_critic_step(group.critic)
+        loss.sum().backward()
+        group.opt_c.step(chosen)
+        with group.critic.keeping(chosen), group.hook_context(chosen, len(real_x)):
+            group.constraint.after_critic_step(group.critic)
     with torch.no_grad():
-        fixed = per_member(group.loss.generator_loss, fake_out, members=group.count)
-        gap = member_means(real_out, group.count) - member_means(fake_out, group.count)
-    return CriticRound(loss.detach(), None if penalty is None else penalty.detach(), gap, fixed)
+        fixed = per_member(group.loss.generator_loss, fake_out, members=count)
+        gap = member_means(real_out, count) - member_means(fake_out, count)
+    full = lambda v: None if v is None else group.full(v.detach(), chosen)  # noqa: E731
+    return CriticRound(full(loss), full(penalty), full(gap), full(fixed))
 
 
 def member_means(x: torch.Tensor, count: int) -> torch.Tensor:
@@ -297,115 +330,63 @@ def member_means(x: torch.Tensor, count: int) -> torch.Tensor:
 
 
 def generator_step(group: Group, batch: int):
-    group.phase = "generator"
-    z = group.draw_z(batch)
-    group.critic.requires_grad_(False)
-    out = group.critic(group.generator(z))
-    loss = per_member(group.loss.generator_loss, out, members=group.count)
-    group.opt_g.zero_grad()
-    loss.sum().backward()
+    group.phase, chosen = "generator", group.chosen()
+    count = len(group.streams(chosen))
+    with group.only(chosen):
+        z = group.draw_z(batch, chosen)
+        group.critic.requires_grad_(False)
+        out = group.critic(group.generator(z))
+        loss = per_member(group.loss.generator_loss, out, members=count)
+        group.opt_g.zero_grad()
+        loss.sum().backward()
     grads = [p.grad.flatten(1) for p in group.generator.weights if p.grad is not None]
     grad_norm = torch.cat(grads, dim=1).norm(dim=1)
-    group.opt_g.step()
+    group.opt_g.step(chosen)
     group.critic.requires_grad_(True)
-    return loss.detach(), grad_norm
+    return group.full(loss.detach(), chosen), grad_norm
 
 
 def joint_step(group: Group, batch: int):
     """:func:`harness.run.trainer.joint_step` for the stack: both losses from one batch per
     member, both gradients at the current weights, then both updates and the projection."""
-    group.phase = "joint"
-    real_x = group.draw_real(batch)
-    fake_x = group.generator(group.draw_z(batch))
-    real_out, fake_out = group.critic(real_x), group.critic(fake_x)
-    loss_c = per_member(group.loss.critic_loss, real_out, fake_out, members=group.count)
-    with group.hook_context(len(real_x), None):
-        penalty = group.constraint.penalty(group.critic, real_x, fake_x.detach())
-    if penalty is not None:
-        loss_c = loss_c + check_penalty(group, penalty)
-    loss_g = per_member(group.loss.generator_loss, fake_out, members=group.count)
-    critic_w, gen_w = list(group.critic.weights), list(group.generator.weights)
-    critic_grads = torch.autograd.grad(loss_c.sum(), critic_w, retain_graph=True)
-    gen_grads = torch.autograd.grad(loss_g.sum(), gen_w, allow_unused=True)
-    for w, g in zip(critic_w + gen_w, critic_grads + gen_grads, strict=True):
-        w.grad = g
-    grads = [g.flatten(1) for g in gen_grads if g is not None]
-    grad_norm = torch.cat(grads, dim=1).norm(dim=1)
-    group.opt_c.step()
-    group.opt_g.step()
-    with group.hook_context(len(real_x), None):
-        group.constraint.after_critic_step(group.critic)
+    group.phase, chosen = "joint", group.chosen()
+    count = len(group.streams(chosen))
+    with group.only(chosen):
+        real_x = group.draw_real(batch, chosen)
+        fake_x = group.generator(group.draw_z(batch, chosen))
+        real_out, fake_out = group.critic(real_x), group.critic(fake_x)
+        loss_c = per_member(group.loss.critic_loss, real_out, fake_out, members=count)
+        with group.hook_context(chosen, len(real_x)):
+            penalty = group.constraint.penalty(group.critic, real_x, fake_x.detach())
+        if penalty is not None:
+            loss_c = loss_c + check_penalty(group, penalty, count)
+        loss_g = per_member(group.loss.generator_loss, fake_out, members=count)
+        critic_w, gen_w = list(group.critic.weights), list(group.generator.weights)
+        critic_grads = torch.autograd.grad(loss_c.sum(), critic_w, retain_graph=True)
+        gen_grads = torch.autograd.grad(loss_g.sum(), gen_w, allow_unused=True)
+        for w, g in zip(critic_w + gen_w, critic_grads + gen_grads, strict=True):
+            w.grad = g
+        grads = [g.flatten(1) for g in gen_grads if g is not None]
+        grad_norm = torch.cat(grads, dim=1).norm(dim=1)
+        group.opt_c.step(chosen)
+        group.opt_g.step(chosen)
+        with group.critic.keeping(chosen), group.hook_context(chosen, len(real_x)):
+            group.constraint.after_critic_step(group.critic)
     with torch.no_grad():
-        gap = member_means(real_out, group.count) - member_means(fake_out, group.count)
-    critic = CriticRound(
-        loss_c.detach(), None if penalty is None else penalty.detach(), gap, loss_g.detach()
-    )
-    return critic, loss_g.detach(), grad_norm
+        gap = member_means(real_out, count) - member_means(fake_out, count)
+    full = lambda v: None if v is None else group.full(v.detach(), chosen)  # noqa: E731
+    critic = CriticRound(full(loss_c), full(penalty), full(gap), full(loss_g))
+    return critic, full(loss_g), grad_norm
 
 
-def check_penalty(group: Group, penalty: torch.Tensor) -> torch.Tensor:
-    """The penalty, which must be one value per member."""
-    if tuple(penalty.shape) != (group.count,):
+def check_penalty(group: Group, penalty: torch.Tensor, count: int) -> torch.Tensor:
+    """The penalty, which must be one value per member computing."""
+    if tuple(penalty.shape) != (count,):
         raise MemberMixing(
             f"the penalty of {type(group.constraint).__name__} has shape "
-            f"{tuple(penalty.shape)}, not one value per member ({group.count})"
+            f"{tuple(penalty.shape)}, not one value per member ({count})"
         )
     return penalty
-
-
-class MemberOptimizer:
-    """The members' own ``torch.optim`` optimisers as one: parameters that are views of the
-    stacked tensors (member m's rows), in one parameter group per distinct setting (learning
-    rate, betas), each member's state restored; ``step`` is each member's own update, with
-    the ``foreach`` kernels (the same numbers as one optimiser per run)."""
-
-    def __init__(self, stacked: Stacked, optimizers: list[torch.optim.Optimizer]):
-        self.stacked = list(stacked.weights)
-        self.params = [
-            [torch.nn.Parameter(w.data[m], requires_grad=True) for w in self.stacked]
-            for m in range(len(optimizers))
-        ]
-        groups: dict[str, dict] = {}
-        for params, own in zip(self.params, optimizers, strict=True):
-            settings = {k: v for k, v in own.param_groups[0].items() if k != "params"}
-            settings["foreach"] = True
-            group = groups.setdefault(repr(sorted(settings.items())), {"params": []} | settings)
-            group["params"] += params
-        self.optimizer = type(optimizers[0])(list(groups.values()))
-        for params, own in zip(self.params, optimizers, strict=True):
-            for p, state in zip(params, own_states(own), strict=True):
-                if state:
-                    self.optimizer.state[p] = state
-
-    def zero_grad(self) -> None:
-        for w in self.stacked:
-            w.grad = None
-
-    def step(self, active: list[bool] | None = None) -> None:
-        """Each member's update (only the ``active`` ones': the others have no gradient, so
-        ``torch.optim`` leaves their weights and state as they are)."""
-        for m, params in enumerate(self.params):
-            live = active is None or active[m]
-            for p, w in zip(params, self.stacked, strict=True):
-                p.grad = w.grad[m] if live and w.grad is not None else None
-        self.optimizer.step()
-
-    def freeze(self, m: int) -> None:
-        """Member m's parameters are no longer updated (it diverged)."""
-        frozen = {id(p) for p in self.params[m]}
-        for group in self.optimizer.param_groups:
-            group["params"] = [p for p in group["params"] if id(p) not in frozen]
-
-    def export(self, m: int, own: torch.optim.Optimizer) -> None:
-        """Member m's state into its own optimiser (for its per-run checkpoint)."""
-        own.state.clear()
-        for p, mine in zip(own.param_groups[0]["params"], self.params[m], strict=True):
-            if mine in self.optimizer.state:
-                own.state[p] = {k: v.clone() for k, v in self.optimizer.state[mine].items()}
-
-
-def own_states(optimizer: torch.optim.Optimizer) -> list[dict]:
-    return [dict(optimizer.state.get(p, {})) for p in optimizer.param_groups[0]["params"]]
 
 
 class MemberWindow:
