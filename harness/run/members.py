@@ -16,6 +16,7 @@ import copy
 from functools import cache
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, stack_module_state, vmap
 from torch.overrides import TorchFunctionMode
@@ -36,8 +37,8 @@ class Stacked(nn.Module):
         base = copy.deepcopy(modules[0]).to("meta")
         self._call = lambda p, b, x: functional_call(base, (p, b), (x,))  # noqa: E731
         self.chosen: Tensor | None = None  # the members that compute (None: all)
-        self.current: list[Tensor] = []  # the weights the direct copy computes with
-        copied = None if self.buffer_names else direct(base, self.param_names, self.current)
+        self.current: list[Tensor] = []  # the weights and buffers the direct copy uses
+        copied = direct(base, self.param_names + self.buffer_names, self.current)
         object.__setattr__(self, "direct", copied)  # not a submodule: it owns no weights
 
     def stacked_buffers(self) -> list[Tensor]:
@@ -50,18 +51,19 @@ class Stacked(nn.Module):
             weights = [w.index_select(0, index) for w in weights]
             buffers = [b.index_select(0, index) for b in buffers]
         if self.direct is not None:
-            self.current[:] = weights
-            return self.direct(x)
-        out = vmap(self._call, randomness="error")(
-            dict(zip(self.param_names, weights, strict=True)),
-            dict(zip(self.buffer_names, buffers, strict=True)),
-            x.unflatten(0, (len(weights[0]), -1)),
-        )
-        if index is not None:  # buffers the pass updated (batch-norm statistics) go back
+            self.current[:] = weights + buffers
+            out = self.direct(x)
+        else:
+            out = vmap(self._call, randomness="error")(
+                dict(zip(self.param_names, weights, strict=True)),
+                dict(zip(self.buffer_names, buffers, strict=True)),
+                x.unflatten(0, (len(weights[0]), -1)),
+            ).flatten(0, 1)
+        if index is not None:  # buffers the pass updated (statistics, power iterations)
             with torch.no_grad():
                 for full, rows in zip(self.stacked_buffers(), buffers, strict=True):
                     full.index_copy_(0, index, rows)
-        return out.flatten(0, 1)
+        return out
 
     @contextlib.contextmanager
     def only(self, chosen: list[int] | None):
@@ -100,29 +102,55 @@ PER_SAMPLE = (  # layers that compute each sample (row) on its own, with no weig
 )  # fmt: skip
 
 
-def direct(base: nn.Module, names: list[str], weights: list[Tensor]) -> nn.Module | None:
+def direct(base: nn.Module, names: list[str], tensors: list[Tensor]) -> nn.Module | None:
     """``base`` computing all members on member-major batches without ``vmap`` (whose cost
     per call is larger than a small MLP's arithmetic), or None unless every part of it is
-    known to allow that: linear layers become :class:`MemberLinear` (one batched product
-    over the stacked weights, what ``vmap`` does); per-sample activations, flattening of
-    sample dimensions and modules that declare ``member_major = True`` (their own forward
-    reshapes samples only in aligned groups and calls their children) stay; no buffers, no
-    parametrizations, no hooks."""
+    known to allow that: linear layers, spectrally normalised or not, become
+    :class:`MemberLinear` (one batched product over the stacked weights, what ``vmap``
+    does); per-sample activations, flattening of sample dimensions and modules that declare
+    ``member_major = True`` (their own forward reshapes samples only in aligned groups and
+    calls their children) stay; no other weights, buffers, parametrizations or hooks.
+    ``tensors``: the stacked weights and buffers in the order of ``names``, set per call."""
     index = {name: i for i, name in enumerate(names)}
-    copied = copy.deepcopy(base)
+    copied, replaced, used = copy.deepcopy(base), [], set()
     for name, module in list(copied.named_modules()):
+        if any(name.startswith(f"{r}.") for r in replaced):
+            continue  # inside a layer replaced whole
         if module._forward_hooks or module._forward_pre_hooks:
             return None
-        if type(module) is nn.Linear:
-            member = MemberLinear(weights, index[f"{name}.weight".lstrip(".")])
-            member.bias = index.get(f"{name}.bias".lstrip("."))
+        member = member_linear(module, name, index, tensors)
+        if member is not None:
+            used.update(member.uses)
             if not name:
-                return member
+                return member if used == set(index.values()) else None
             parent, _, child = name.rpartition(".")
             setattr(copied.get_submodule(parent), child, member)
+            replaced.append(name)
         elif not per_sample(module) or any(module.parameters(recurse=False)):
             return None
-    return copied
+    return copied if used == set(index.values()) else None
+
+
+def member_linear(module: nn.Module, name: str, index: dict, tensors: list[Tensor]):
+    """The :class:`MemberLinear` computing ``module`` (at ``name``) for all members, or None
+    when it is not a plain or spectrally normalised ``nn.Linear``."""
+    at = lambda leaf: index.get(f"{name}.{leaf}" if name else leaf)  # noqa: E731
+    if type(module) is nn.Linear:
+        return MemberLinear(tensors, at("weight"), at("bias"))
+    from harness.builtins.spectral_layers import BatchableSpectralNorm
+
+    norms = getattr(getattr(module, "parametrizations", None), "weight", ())
+    if not (
+        isinstance(module, nn.Linear)
+        and list(module.parametrizations) == ["weight"]
+        and len(norms) == 1
+        and type(norms[0]) is BatchableSpectralNorm
+    ):
+        return None
+    norm = norms[0]
+    power = (at("parametrizations.weight.0._u"), at("parametrizations.weight.0._v"))
+    power += (norm.n_power_iterations if norm.training else 0, norm.eps)
+    return MemberLinear(tensors, at("parametrizations.weight.original"), at("bias"), power)
 
 
 def per_sample(module: nn.Module) -> bool:
@@ -147,18 +175,36 @@ def builtin_member_major() -> tuple[type, ...]:
 
 class MemberLinear(nn.Module):
     """``nn.Linear`` for all members at once: member m's rows times its own weight, one
-    batched product (``bmm``) over the stacked (M, out, in) weight, then the bias."""
+    batched product (``bmm``) over the stacked (M, out, in) weight, then the bias. With
+    ``power`` (u, v, iterations, eps) the weight is spectrally normalised first, as torch's
+    parametrization does for each member: its power iteration on the member's own vectors,
+    then the weight over ``u · W v``."""
 
-    def __init__(self, weights: list[Tensor], weight: int):
+    def __init__(self, tensors: list[Tensor], weight: int, bias: int | None, power=None):
         super().__init__()
-        self.weights, self.weight, self.bias = weights, weight, None
+        self.tensors, self.weight, self.bias, self.power = tensors, weight, bias, power
+        self.uses = {weight, bias, *(power or ())[:2]} - {None}  # what it reads
 
     def forward(self, x: Tensor) -> Tensor:
-        w = self.weights[self.weight]
+        w = self.tensors[self.weight]
+        if self.power:
+            w = self.normalised(w)
         out = torch.bmm(x.unflatten(0, (len(w), -1)), w.transpose(1, 2))
         if self.bias is not None:
-            out = out + self.weights[self.bias].unsqueeze(1)
+            out = out + self.tensors[self.bias].unsqueeze(1)
         return out.flatten(0, 1)
+
+    def normalised(self, w: Tensor) -> Tensor:
+        u_at, v_at, iterations, eps = self.power
+        u, v = self.tensors[u_at], self.tensors[v_at]
+        with torch.no_grad():
+            for _ in range(iterations):
+                u.copy_(F.normalize(torch.bmm(w, v.unsqueeze(2)).squeeze(2), dim=1, eps=eps))
+                wt_u = torch.bmm(w.transpose(1, 2), u.unsqueeze(2)).squeeze(2)
+                v.copy_(F.normalize(wt_u, dim=1, eps=eps))
+        u, v = u.clone(), v.clone()
+        sigma = (u * torch.bmm(w, v.unsqueeze(2)).squeeze(2)).sum(1)
+        return w / sigma.view(-1, 1, 1)
 
 
 class MemberMixing(RuntimeError):
