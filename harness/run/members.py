@@ -141,10 +141,10 @@ def member_linear(module: nn.Module, name: str, index: dict, tensors: list[Tenso
 
     norms = getattr(getattr(module, "parametrizations", None), "weight", ())
     if not (
-        isinstance(module, nn.Linear)
-        and list(module.parametrizations) == ["weight"]
-        and len(norms) == 1
+        len(norms) == 1
         and type(norms[0]) is BatchableSpectralNorm
+        and isinstance(module, nn.Linear)
+        and list(module.parametrizations) == ["weight"]
     ):
         return None
     norm = norms[0]
