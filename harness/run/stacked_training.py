@@ -439,12 +439,12 @@ def log_members(group: Group, window: MemberWindow, step: int, memory, final: bo
             m.progress(step, means)
 
 
-def trial(specs: Sequence[RunSpec], registry: Registry, device, data_dir, steps: int = 2) -> dict:
+def trial(specs: Sequence[RunSpec], registry: Registry, device, data_dir, steps: int = 3) -> dict:
     """Whether stacking ``specs`` pays here: seconds for one training step of the runs alone,
-    one after another, and of the stack, each timed after a warm-up step. Runs alone that
-    differ only in seed or optimiser settings take the same time, so one run per critic-step
-    count is timed (a sweep's members differ in it). Builds its own members: nothing is
-    logged and training starts afresh after."""
+    one after another, and of the stack, each the fastest of ``steps`` after a warm-up. Runs
+    alone that differ only in seed or optimiser settings take the same time, so one run per
+    critic-step count is timed (a sweep's members differ in it). Builds its own members:
+    nothing is logged and training starts afresh after."""
     device = resolve_device(device)
     members = load_members(specs, [MetricsSink()] * len(specs), registry, device, data_dir)
     per_run, timed = 0.0, {}
@@ -463,12 +463,16 @@ STACK_MARGIN = 0.9  # stack only when the trial says at least 10 % faster: trial
 
 
 def seconds_per_step(step, steps: int, device: torch.device) -> float:
-    """Seconds per call of ``step`` over ``steps`` calls after a warm-up call."""
+    """Seconds of the fastest of ``steps`` calls of ``step`` after a warm-up call: the
+    fastest, because what slows a call (the other worker, the system) is not the step's own
+    cost, and both sides of a trial are timed alike."""
     step()  # warm-up: allocations, first-call costs
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    sync()
-    start = time.perf_counter()
+    times = []
     for _ in range(steps):
+        sync()
+        start = time.perf_counter()
         step()
-    sync()
-    return (time.perf_counter() - start) / steps
+        sync()
+        times.append(time.perf_counter() - start)
+    return min(times)
