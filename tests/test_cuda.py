@@ -169,12 +169,12 @@ def test_evaluator_fid_and_coverage_on_the_device_equal_the_cpu():
 
 def test_jobs_processes_share_one_device(tmp_path, write_suite):
     suite, registry = load_suite(write_suite(TOY_SUITE))
-    one = run_suite(
-        suite, registry, Tracker(f"sqlite:///{tmp_path / 'a' / 'm.db'}"), RunSettings(device="cpu")
-    )
+    alone = RunSettings(device="cpu", stack="off")  # runs, not stacks, share the device here
+    one = run_suite(suite, registry, Tracker(f"sqlite:///{tmp_path / 'a' / 'm.db'}"), alone)
     tracker = Tracker(f"sqlite:///{tmp_path / 'b' / 'm.db'}")
     jobs = min(4, usable_cores())  # four on the lent machine; what a dry run's CPU has
-    many = run_suite(suite, registry, tracker, RunSettings(device=str(DEVICE), jobs=jobs))
+    settings = RunSettings(device=str(DEVICE), jobs=jobs, stack="off")
+    many = run_suite(suite, registry, tracker, settings)
     assert [o.status for o in many] == ["finished"] * 4
     kids = child_runs(tracker, "tiny")
     assert all(r.data.params["device"].startswith(str(DEVICE)) for r in kids)
@@ -206,7 +206,7 @@ def test_ray_packs_four_runs_on_one_gpu(tmp_path, write_suite):
             suite,
             registry,
             tracker,
-            RunSettings(device=str(DEVICE), executor="ray", gpus_per_run=0.25),
+            RunSettings(device=str(DEVICE), executor="ray", gpus_per_run=0.25, stack="off"),
         )
     finally:
         done.set()
