@@ -3,6 +3,8 @@ table as --jobs 1, and the start line says how many runs train at once."""
 
 import os
 import platform
+import subprocess
+import sys
 
 import torch
 from conftest import TOY_SUITE
@@ -100,3 +102,28 @@ def test_the_default_uses_every_usable_core_and_gives_the_numbers_of_jobs_one(
     assert outputs["1"].keys() == {"wgan-gp", "bce"}
     assert outputs[None] == outputs["1"]
     assert finals[None] == finals["1"]  # one thread per run either way: identical numbers
+
+
+def test_a_stopping_worker_keeps_finaliser_noise_off_the_terminal():
+    """SIGTERM in a worker interrupts its run wherever it is; an exception a finaliser raises
+    while the run unwinds (matplotlib's, mid-figure, when a disk filled) printed a traceback
+    under the one-line error. After SIGTERM such exceptions are dropped."""
+    script = """
+import signal
+from harness.run import executors
+
+class Noisy:
+    def __del__(self):
+        raise RuntimeError("finaliser noise")
+
+executors._busy = True
+try:
+    executors._on_sigterm(signal.SIGTERM, None)
+except KeyboardInterrupt:
+    pass
+noisy = Noisy()
+del noisy
+print("done")
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.stdout.strip() == "done" and done.stderr == "", done.stderr

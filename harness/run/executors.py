@@ -8,6 +8,7 @@ import contextlib
 import ctypes
 import os
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -139,6 +140,9 @@ def _on_sigterm(signum, frame) -> None:
     if _stopping:  # a second SIGTERM while the run is being marked: let it finish
         return
     _stopping = True
+    # the run unwinds from wherever it was (a half-drawn figure, say): what its objects'
+    # finalisers raise on the way is noise on the user's terminal, not news
+    sys.unraisablehook = lambda _: None
     if _busy:
         raise KeyboardInterrupt
     os._exit(128 + signum)
