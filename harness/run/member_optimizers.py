@@ -100,30 +100,41 @@ class StackedOptimizer:
         if not members:
             return
         whole = len(members) == count
-        index = None if whole else torch.tensor(members, device=self.weights[0].device)
+        like = self.weights[0]
+        index = None if whole else torch.tensor(members, device=like.device)
         pick = (lambda t: t) if whole else (lambda t: t.index_select(0, index))  # noqa: E731
+        columns: dict[tuple, dict[str, Tensor]] = {}  # by step counts: one set per step, mostly
         with torch.no_grad():
             for i, w in enumerate(self.weights):
                 if w.grad is None:
                     continue
                 for m in members:
                     self.steps[i][m] += 1
+                steps = tuple(self.steps[i][m] for m in members)
+                if steps not in columns:
+                    values = self.scalars(members, steps)
+                    columns[steps] = {
+                        k: torch.tensor(v, dtype=like.dtype, device=like.device)
+                        for k, v in values.items()
+                    }
+                shape = (-1,) + (1,) * (w.dim() - 1)  # a column over the tensor's rows
+                cols = {k: c.view(shape) for k, c in columns[steps].items()}
                 states = {name: pick(self.state[name][i]) for name in self.state_names}
                 weight = pick(w.detach())
-                self.update(members, self.steps[i], weight, pick(w.grad), states)
+                self.update(weight, pick(w.grad), states, cols)
                 if not whole:  # the chosen rows were copies: back into the stack
                     w.detach().index_copy_(0, index, weight)
                     for name in self.state_names:
                         self.state[name][i].index_copy_(0, index, states[name])
 
-    def column(self, values: list[float], like: Tensor) -> Tensor:
-        """Per-member scalars as a column broadcasting over a stacked tensor's rows."""
-        shape = (-1,) + (1,) * (like.dim() - 1)
-        return torch.tensor(values, dtype=like.dtype, device=like.device).view(shape)
+    def scalars(self, members: list[int], steps: tuple[int, ...]) -> dict[str, list[float]]:
+        """The per-member scalars of this update (``steps``: each member's step count, this
+        step included), by name."""
+        raise NotImplementedError
 
-    def update(self, members, steps, weight: Tensor, grad: Tensor, states: dict) -> None:
-        """The chosen ``members``' update of one stacked tensor, in place (``steps``: each
-        member's step count for it, this step included)."""
+    def update(self, weight: Tensor, grad: Tensor, states: dict, cols: dict) -> None:
+        """The chosen members' update of one stacked tensor, in place, with the columns of
+        :meth:`scalars`."""
         raise NotImplementedError
 
 
@@ -133,22 +144,29 @@ class StackedAdam(StackedOptimizer):
 
     state_names = ("exp_avg", "exp_avg_sq")
 
-    def update(self, members, steps, weight, grad, states) -> None:
-        betas = [self.settings[m]["betas"] for m in members]
-        b1, b2 = [b[0] for b in betas], [b[1] for b in betas]
-        steps = [steps[m] for m in members]
-        step_size = [
-            (self.settings[m]["lr"] / (1 - beta1**t)) * -1
-            for m, beta1, t in zip(members, b1, steps, strict=True)
-        ]
-        bias2_sqrt = [(1 - beta2**t) ** 0.5 for beta2, t in zip(b2, steps, strict=True)]
-        eps = self.column([self.settings[m]["eps"] for m in members], weight)
+    def scalars(self, members, steps):
+        settings = [self.settings[m] for m in members]
+        b1 = [g["betas"][0] for g in settings]
+        b2 = [g["betas"][1] for g in settings]
+        return {
+            "one_minus_b1": [1 - b for b in b1],
+            "b2": b2,
+            "one_minus_b2": [1 - b for b in b2],
+            "step_size": [
+                (g["lr"] / (1 - beta1**t)) * -1
+                for g, beta1, t in zip(settings, b1, steps, strict=True)
+            ],
+            "bias2_sqrt": [(1 - beta2**t) ** 0.5 for beta2, t in zip(b2, steps, strict=True)],
+            "eps": [g["eps"] for g in settings],
+        }
+
+    def update(self, weight, grad, states, cols) -> None:
         exp_avg, exp_avg_sq = states["exp_avg"], states["exp_avg_sq"]
-        exp_avg.lerp_(grad, self.column([1 - b for b in b1], grad))
-        exp_avg_sq.mul_(self.column(b2, grad))
-        exp_avg_sq.addcmul_(grad * self.column([1 - b for b in b2], grad), grad)
-        denom = exp_avg_sq.sqrt().div_(self.column(bias2_sqrt, grad)).add_(eps)
-        weight.addcdiv_(exp_avg * self.column(step_size, grad), denom)
+        exp_avg.lerp_(grad, cols["one_minus_b1"])
+        exp_avg_sq.mul_(cols["b2"])
+        exp_avg_sq.addcmul_(grad * cols["one_minus_b2"], grad)
+        denom = exp_avg_sq.sqrt().div_(cols["bias2_sqrt"]).add_(cols["eps"])
+        weight.addcdiv_(exp_avg * cols["step_size"], denom)
 
 
 class StackedRMSprop(StackedOptimizer):
@@ -157,12 +175,15 @@ class StackedRMSprop(StackedOptimizer):
 
     state_names = ("square_avg",)
 
-    def update(self, members, steps, weight, grad, states) -> None:
-        alpha, eps = rms_shared(self.settings[members[0]])
+    def scalars(self, members, steps):
+        return {"minus_lr": [-self.settings[m]["lr"] for m in members]}
+
+    def update(self, weight, grad, states, cols) -> None:
+        alpha, eps = rms_shared(self.settings[0])  # the same for every member
         square_avg = states["square_avg"]
         square_avg.mul_(alpha).addcmul_(grad, grad, value=1 - alpha)
         avg = square_avg.sqrt().add_(eps)
-        weight.addcdiv_(grad * self.column([-self.settings[m]["lr"] for m in members], grad), avg)
+        weight.addcdiv_(grad * cols["minus_lr"], avg)
 
 
 class MemberOptimizer:

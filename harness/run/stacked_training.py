@@ -171,12 +171,16 @@ class Group:
             [torch.randn(batch, z, device=device, generator=g) for g in self.streams(chosen)]
         )
 
-    def full(self, values: torch.Tensor, chosen: list[int] | None) -> torch.Tensor:
-        """A vector over the chosen members as one over all (zeros for the others)."""
-        if chosen is None:
-            return values
+    def size(self, chosen: list[int] | None) -> int:
+        return self.count if chosen is None else len(chosen)
+
+    def full(self, values: torch.Tensor | None, chosen: list[int] | None):
+        """A vector over the chosen members as one over all (zeros for the others),
+        detached; None stays None (no penalty)."""
+        if values is None or chosen is None:
+            return None if values is None else values.detach()
         out = values.new_zeros(self.count)
-        out[chosen] = values
+        out[chosen] = values.detach()
         return out
 
     def unstack(self, i: int) -> None:
@@ -302,7 +306,7 @@ def merge(last: CriticRound, now: CriticRound, chosen: list[int] | None) -> Crit
 def critic_step(group: Group, batch: int, chosen: list[int] | None) -> CriticRound:
     """One critic update of the members ``chosen`` (None: all); the others draw nothing,
     compute nothing and keep their weights, buffers and optimiser state."""
-    group.phase, count = "critic", len(group.streams(chosen))
+    group.phase, count = "critic", group.size(chosen)
     with group.only(chosen):
         real_x = group.draw_real(batch, chosen)
         with torch.no_grad():
@@ -321,8 +325,7 @@ def critic_step(group: Group, batch: int, chosen: list[int] | None) -> CriticRou
     with torch.no_grad():
         fixed = per_member(group.loss.generator_loss, fake_out, members=count)
         gap = member_means(real_out, count) - member_means(fake_out, count)
-    full = lambda v: None if v is None else group.full(v.detach(), chosen)  # noqa: E731
-    return CriticRound(full(loss), full(penalty), full(gap), full(fixed))
+    return CriticRound(*(group.full(v, chosen) for v in (loss, penalty, gap, fixed)))
 
 
 def member_means(x: torch.Tensor, count: int) -> torch.Tensor:
@@ -331,7 +334,7 @@ def member_means(x: torch.Tensor, count: int) -> torch.Tensor:
 
 def generator_step(group: Group, batch: int):
     group.phase, chosen = "generator", group.chosen()
-    count = len(group.streams(chosen))
+    count = group.size(chosen)
     with group.only(chosen):
         z = group.draw_z(batch, chosen)
         group.critic.requires_grad_(False)
@@ -343,14 +346,14 @@ def generator_step(group: Group, batch: int):
     grad_norm = torch.cat(grads, dim=1).norm(dim=1)
     group.opt_g.step(chosen)
     group.critic.requires_grad_(True)
-    return group.full(loss.detach(), chosen), grad_norm
+    return group.full(loss, chosen), grad_norm
 
 
 def joint_step(group: Group, batch: int):
     """:func:`harness.run.trainer.joint_step` for the stack: both losses from one batch per
     member, both gradients at the current weights, then both updates and the projection."""
     group.phase, chosen = "joint", group.chosen()
-    count = len(group.streams(chosen))
+    count = group.size(chosen)
     with group.only(chosen):
         real_x = group.draw_real(batch, chosen)
         fake_x = group.generator(group.draw_z(batch, chosen))
@@ -374,9 +377,8 @@ def joint_step(group: Group, batch: int):
             group.constraint.after_critic_step(group.critic)
     with torch.no_grad():
         gap = member_means(real_out, count) - member_means(fake_out, count)
-    full = lambda v: None if v is None else group.full(v.detach(), chosen)  # noqa: E731
-    critic = CriticRound(full(loss_c), full(penalty), full(gap), full(loss_g))
-    return critic, full(loss_g), grad_norm
+    critic = CriticRound(*(group.full(v, chosen) for v in (loss_c, penalty, gap, loss_g)))
+    return critic, critic.fixed_generator_loss, grad_norm
 
 
 def check_penalty(group: Group, penalty: torch.Tensor, count: int) -> torch.Tensor:
