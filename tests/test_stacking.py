@@ -379,6 +379,44 @@ def test_elementwise_hooks_get_their_members_draws_and_means():
     assert means.tolist() == [1.0, 4.0]
 
 
+def test_the_networks_compute_plainly_inside_a_constraints_hooks():
+    """Inside :class:`Members` (around a constraint's hooks) a stacked pass is not asked
+    about: a layer's own mean over a member's rows stays that member's mean (the mode would
+    have split it into one mean per member), and the pass equals the pass outside."""
+
+    class Centred(torch.nn.Module):  # the mean over the member's own samples (under vmap)
+        def forward(self, x):
+            return x - x.mean()
+
+    torch.manual_seed(0)
+    nets = [torch.nn.Sequential(torch.nn.Linear(2, 3), Centred()) for _ in range(2)]
+    stacked, x = Stacked(nets), torch.randn(8, 2)
+    outside = stacked(x)
+    with Members([torch.Generator() for _ in nets], rows=8):
+        inside = stacked(x)
+        draw = torch.rand(8, 1)  # the hooks' own draws still go through the mode
+    assert torch.equal(inside, outside) and draw.shape == (8, 1)
+    assert torch.equal(outside[:4], nets[0](x[:4]))
+
+
+def test_a_round_copies_the_chosen_rows_once_and_again_after_an_update():
+    torch.manual_seed(0)
+    stacked = Stacked([torch.nn.Linear(2, 1) for _ in range(3)])
+    x = torch.randn(4, 2)  # members 0 and 2, two samples each
+    with stacked.only([0, 2]):
+        first = stacked(x)
+        copies = stacked.selected[1]
+        stacked(x).sum().backward()
+        assert stacked.selected[1] is copies  # the same copy: one backward through it
+        with torch.no_grad():
+            stacked.weights[0].add_(1.0)  # an optimiser step, in place
+        after = stacked(x)
+        assert stacked.selected[1] is not copies
+    assert stacked.selected is None
+    assert torch.allclose(after - first, x.sum(1, keepdim=True).detach())
+    assert stacked.weights[0].grad[1].eq(0).all()  # member 1 computed nothing
+
+
 def test_a_nan_in_one_member_never_reaches_another():
     nets = []
     for s in range(3):

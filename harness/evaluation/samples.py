@@ -31,24 +31,26 @@ def _image_grid(x: Tensor) -> bytes:
 
 
 def _scatter(fake: Tensor, real: Tensor, modes) -> bytes:
-    import matplotlib
+    """The scatter on a fixed layout: a bare :class:`~matplotlib.figure.Figure` (no pyplot
+    state), markers as lines, no tight bounding box (which draws the figure twice); it is
+    drawn at every evaluation of every toy run."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(4, 4), dpi=100)
+    fig = Figure(figsize=(4, 4), dpi=100)
+    ax = fig.add_axes((0.1, 0.07, 0.87, 0.9))
     real, fake = real[:2500].cpu().numpy(), fake[:2500].detach().cpu().numpy()
-    ax.scatter(real[:, 0], real[:, 1], s=2, c="0.7", label="real")
-    ax.scatter(fake[:, 0], fake[:, 1], s=2, c="tab:orange", label="generated")
+    dots = {"ls": "", "marker": "o", "ms": 2, "mew": 0}
+    ax.plot(real[:, 0], real[:, 1], c="0.7", label="real", **dots)
+    ax.plot(fake[:, 0], fake[:, 1], c="tab:orange", label="generated", **dots)
     if isinstance(modes, GaussianModes):
         c = modes.centers.numpy()
-        ax.scatter(c[:, 0], c[:, 1], marker="x", c="k", s=20, label="centres")
+        ax.plot(c[:, 0], c[:, 1], ls="", marker="x", c="k", ms=4, label="centres")
     lim = max(2.5, 1.15 * float(abs(real).max()))  # PacGAN's grid reaches ±4
     ax.set_xlim(-lim, lim)
     ax.set_ylim(-lim, lim)
     ax.set_aspect("equal")
-    ax.legend(loc="upper right", fontsize=6, markerscale=3)
+    ax.tick_params(labelsize=7)
+    ax.legend(loc="upper right", fontsize=6, markerscale=2)
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", bbox_inches="tight")
-    plt.close(fig)
+    fig.savefig(buffer, format="png")
     return buffer.getvalue()

@@ -53,6 +53,7 @@ class StackedOptimizer:
     ``step(chosen)`` updates the chosen members (None: all) but the frozen ones."""
 
     state_names: tuple[str, ...] = ()
+    neutral: dict[str, float] | None = None  # columns under which a row stays as it is
 
     def __init__(self, stacked: Stacked, optimizers: list[torch.optim.Optimizer]):
         self.weights = list(stacked.weights)
@@ -94,12 +95,17 @@ class StackedOptimizer:
                 }
 
     def step(self, chosen: list[int] | None = None) -> None:
+        """Update the members ``chosen`` (None: all) but the frozen ones. With some members
+        left out, an optimiser with ``neutral`` columns updates every row, the others' under
+        columns that leave them as they are (their gradient rows are zero; nothing is frozen,
+        so their state is finite): fewer operations than copying the chosen rows out and
+        back, which is what the others do."""
         count = len(self.settings)
         chosen = range(count) if chosen is None else chosen
         members = [m for m in chosen if m not in self.frozen]
         if not members:
             return
-        whole = len(members) == count
+        whole = len(members) == count or (self.neutral is not None and not self.frozen)
         like = self.weights[0]
         index = None if whole else torch.tensor(members, device=like.device)
         pick = (lambda t: t) if whole else (lambda t: t.index_select(0, index))  # noqa: E731
@@ -112,7 +118,7 @@ class StackedOptimizer:
                     self.steps[i][m] += 1
                 steps = tuple(self.steps[i][m] for m in members)
                 if steps not in columns:
-                    values = self.scalars(members, steps)
+                    values = self.columns(members, steps, whole)
                     columns[steps] = {
                         k: torch.tensor(v, dtype=like.dtype, device=like.device)
                         for k, v in values.items()
@@ -126,6 +132,18 @@ class StackedOptimizer:
                     w.detach().index_copy_(0, index, weight)
                     for name in self.state_names:
                         self.state[name][i].index_copy_(0, index, states[name])
+
+    def columns(self, members: list[int], steps: tuple[int, ...], whole: bool) -> dict:
+        """:meth:`scalars` of the ``members`` updated; with ``whole``, over all members,
+        ``neutral`` for those left out."""
+        values = self.scalars(members, steps)
+        if not whole or len(members) == len(self.settings):
+            return values
+        rows = {m: r for r, m in enumerate(members)}
+        return {
+            k: [v[rows[m]] if m in rows else self.neutral[k] for m in range(len(self.settings))]
+            for k, v in values.items()
+        }
 
     def scalars(self, members: list[int], steps: tuple[int, ...]) -> dict[str, list[float]]:
         """The per-member scalars of this update (``steps``: each member's step count, this
@@ -143,6 +161,10 @@ class StackedAdam(StackedOptimizer):
     weight decay): the same operations, each member's scalars a column."""
 
     state_names = ("exp_avg", "exp_avg_sq")
+    neutral = {  # lerp by 0, times 1, plus 0, then 0 / (√v + 1): the row is unchanged
+        "one_minus_b1": 0.0, "b2": 1.0, "one_minus_b2": 0.0, "step_size": 0.0,
+        "bias2_sqrt": 1.0, "eps": 1.0,
+    }  # fmt: skip
 
     def scalars(self, members, steps):
         settings = [self.settings[m] for m in members]

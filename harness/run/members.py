@@ -37,6 +37,7 @@ class Stacked(nn.Module):
         base = copy.deepcopy(modules[0]).to("meta")
         self._call = lambda p, b, x: functional_call(base, (p, b), (x,))  # noqa: E731
         self.chosen: Tensor | None = None  # the members that compute (None: all)
+        self.selected: tuple[tuple[int, ...], list[Tensor]] | None = None  # their rows, reused
         self.current: list[Tensor] = []  # the weights and buffers the direct copy uses
         copied = direct(base, self.param_names + self.buffer_names, self.current)
         object.__setattr__(self, "direct", copied)  # not a submodule: it owns no weights
@@ -45,11 +46,19 @@ class Stacked(nn.Module):
         return [getattr(self, f"buffer{i}") for i in range(len(self.buffer_names))]
 
     def forward(self, x: Tensor) -> Tensor:
+        """The members' outputs; inside a constraint's hooks the networks compute plainly
+        (:class:`Members` only concerns the constraint's own draws and means, and asking it
+        about every operation of the pass cost a tenth of a small network's step)."""
+        if not Members.active:
+            return self.compute(x)
+        with torch._C.DisableTorchFunction():
+            return self.compute(x)
+
+    def compute(self, x: Tensor) -> Tensor:
         weights, buffers = list(self.weights), self.stacked_buffers()
         index = self.chosen
         if index is not None:  # copies of the chosen rows; gradients flow back to them
-            weights = [w.index_select(0, index) for w in weights]
-            buffers = [b.index_select(0, index) for b in buffers]
+            weights, buffers = self.select(weights, buffers, index)
         if self.direct is not None:
             self.current[:] = weights + buffers
             out = self.direct(x)
@@ -65,6 +74,17 @@ class Stacked(nn.Module):
                     full.index_copy_(0, index, rows)
         return out
 
+    def select(self, weights: list[Tensor], buffers: list[Tensor], index: Tensor):
+        """The chosen rows of the weights and buffers: copied once and reused by the calls
+        that follow (one backward through the copy for a round's real, fake and penalty
+        passes), copied again once an update has changed the weights in place."""
+        versions = tuple(w._version for w in weights)
+        if self.selected is None or self.selected[0] != versions:
+            rows = [t.index_select(0, index) for t in weights + buffers]
+            self.selected = versions, rows
+        rows = self.selected[1]
+        return rows[: len(weights)], rows[len(weights) :]
+
     @contextlib.contextmanager
     def only(self, chosen: list[int] | None):
         """Inside, only the members ``chosen`` (None: all) compute: inputs and outputs hold
@@ -74,7 +94,7 @@ class Stacked(nn.Module):
         try:
             yield
         finally:
-            self.chosen = None
+            self.chosen = self.selected = None
 
     @contextlib.contextmanager
     def keeping(self, chosen: list[int] | None):
@@ -222,9 +242,19 @@ class Members(TorchFunctionMode):
     a full ``mean()`` of a tensor whose first dimension is a multiple of M is the M members'
     own means, a vector, so a penalty ``λ·mean(...)`` comes back per member."""
 
+    active = 0  # how many are entered (in this process)
+
     def __init__(self, generators: list[torch.Generator], rows: int):
         super().__init__()
         self.generators, self.rows = generators, rows
+
+    def __enter__(self):
+        Members.active += 1
+        return super().__enter__()
+
+    def __exit__(self, *exc):
+        Members.active -= 1
+        return super().__exit__(*exc)
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}

@@ -23,6 +23,7 @@ from typing import NamedTuple
 
 import torch
 
+from harness.core.parts import Constraint
 from harness.core.registry import Registry
 from harness.core.spec import RunSpec
 from harness.run.member_optimizers import member_optimizer
@@ -156,6 +157,14 @@ class Group:
         """The context of the constraint's hooks: :class:`Members` for an ``elementwise``
         one; a ``native`` one handles the stack itself."""
         return Members(self.streams(chosen), rows) if self.elementwise else nullcontext()
+
+    def project(self, chosen: list[int] | None, rows: int) -> None:
+        """The constraint's projection after a critic update, on the members ``chosen``
+        only; nothing to do (nor to save and restore) for a constraint without one."""
+        if type(self.constraint).after_critic_step is Constraint.after_critic_step:
+            return
+        with self.critic.keeping(chosen), self.hook_context(chosen, rows):
+            self.constraint.after_critic_step(self.critic)
 
     def draw_real(self, batch: int, chosen: list[int] | None = None) -> torch.Tensor:
         """A real batch per member ``chosen``, each from its own stream."""
@@ -320,8 +329,7 @@ def critic_step(group: Group, batch: int, chosen: list[int] | None) -> CriticRou
         group.opt_c.zero_grad()
         loss.sum().backward()
         group.opt_c.step(chosen)
-        with group.critic.keeping(chosen), group.hook_context(chosen, len(real_x)):
-            group.constraint.after_critic_step(group.critic)
+        group.project(chosen, len(real_x))
     with torch.no_grad():
         fixed = per_member(group.loss.generator_loss, fake_out, members=count)
         gap = member_means(real_out, count) - member_means(fake_out, count)
@@ -373,8 +381,7 @@ def joint_step(group: Group, batch: int):
         grad_norm = torch.cat(grads, dim=1).norm(dim=1)
         group.opt_c.step(chosen)
         group.opt_g.step(chosen)
-        with group.critic.keeping(chosen), group.hook_context(chosen, len(real_x)):
-            group.constraint.after_critic_step(group.critic)
+        group.project(chosen, len(real_x))
     with torch.no_grad():
         gap = member_means(real_out, count) - member_means(fake_out, count)
     critic = CriticRound(*(group.full(v, chosen) for v in (loss_c, penalty, gap, loss_g)))
