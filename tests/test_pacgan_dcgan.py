@@ -75,8 +75,12 @@ def test_init_is_theirs_normal_0_02_and_zero_biases():
     linear = next(m for m in generator.modules() if isinstance(m, nn.Linear))
     assert float(linear.weight.detach().std()) == pytest.approx(0.02, rel=0.02)
     conv = next(m for m in critic.modules() if isinstance(m, nn.Conv2d))
-    assert float(conv.weight.abs().max()) <= 0.04  # truncated at two standard deviations
-    assert all(float(m.bias.abs().max()) == 0 for m in critic.modules() if isinstance(m, nn.Conv2d))
+    assert float(conv.weight.detach().abs().max()) <= 0.04  # truncated at two standard deviations
+    assert all(
+        float(m.bias.detach().abs().max()) == 0
+        for m in critic.modules()
+        if isinstance(m, nn.Conv2d)
+    )
 
 
 def test_other_image_sizes_are_refused_with_the_shape():
