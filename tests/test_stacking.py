@@ -415,6 +415,12 @@ def test_a_round_copies_the_chosen_rows_once_and_again_after_an_update():
     assert stacked.selected is None
     assert torch.allclose(after - first, x.sum(1, keepdim=True).detach())
     assert stacked.weights[0].grad[1].eq(0).all()  # member 1 computed nothing
+    stacked.zero_grad()
+    with stacked.only([1]):
+        with torch.no_grad():
+            stacked(x[:2])  # a pass without gradients first (a hook's look at the critic)
+        stacked(x[:2]).sum().backward()  # then one with: not through the no-grad copy
+    assert stacked.weights[0].grad[1].abs().sum() > 0
 
 
 def test_a_nan_in_one_member_never_reaches_another():

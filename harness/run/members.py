@@ -37,7 +37,7 @@ class Stacked(nn.Module):
         base = copy.deepcopy(modules[0]).to("meta")
         self._call = lambda p, b, x: functional_call(base, (p, b), (x,))  # noqa: E731
         self.chosen: Tensor | None = None  # the members that compute (None: all)
-        self.selected: tuple[tuple[int, ...], list[Tensor]] | None = None  # their rows, reused
+        self.selected: tuple[tuple, list[Tensor]] | None = None  # their rows, reused
         self.current: list[Tensor] = []  # the weights and buffers the direct copy uses
         copied = direct(base, self.param_names + self.buffer_names, self.current)
         object.__setattr__(self, "direct", copied)  # not a submodule: it owns no weights
@@ -77,8 +77,10 @@ class Stacked(nn.Module):
     def select(self, weights: list[Tensor], buffers: list[Tensor], index: Tensor):
         """The chosen rows of the weights and buffers: copied once and reused by the calls
         that follow (one backward through the copy for a round's real, fake and penalty
-        passes), copied again once an update has changed the weights in place."""
-        versions = tuple(w._version for w in weights)
+        passes), copied again once an update has changed the weights in place or gradients
+        are wanted where the copy was made without them."""
+        grads = torch.is_grad_enabled() and any(w.requires_grad for w in weights)
+        versions = (grads, *(w._version for w in weights))
         if self.selected is None or self.selected[0] != versions:
             rows = [t.index_select(0, index) for t in weights + buffers]
             self.selected = versions, rows
