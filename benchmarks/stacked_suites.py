@@ -4,10 +4,13 @@ suite in each mode, one after the other on the same machine, into fresh stores; 
 from an empty cache, so its trials are in its time.
 
     python benchmarks/stacked_suites.py [--suites toy_sweep,toy_modes,mnist_modes]
-        [--steps toy_modes=500,mnist_modes=100] [--forced] [--jobs N] [--csv FILE]
+        [--steps toy_modes=500,mnist_modes=100] [--forced] [--repeat N] [--jobs N] [--csv FILE]
 
 ``--steps SUITE=N`` shortens a suite to N training steps (evaluated at N/2 and N) so that a
-long one fits a session; the table says which budget each row ran. Prints a markdown table.
+long one fits a session; the table says which budget each row ran. ``--repeat N`` times every
+mode N times, each round into fresh stores and caches, the order of the modes reversed every other
+round (so that a machine growing slower or faster during the run favours neither); the row gives
+the medians and each round's speed-up. Prints a markdown table.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from statistics import median
 
 import yaml
 
@@ -62,33 +66,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--suites", default="toy_sweep,toy_modes,mnist_modes")
     parser.add_argument("--steps", default="", help="SUITE=N,...: shortened budgets")
     parser.add_argument("--forced", action="store_true", help="also time --stack")
+    parser.add_argument("--repeat", type=int, default=1, help="rounds of every mode")
     parser.add_argument("--jobs", type=int, help="harness run --jobs (default: its own)")
     parser.add_argument("--csv", type=Path)
     args = parser.parse_args(argv)
     budgets = {k: int(v) for k, v in (p.split("=") for p in args.steps.split(",") if p)}
+    modes = ["no-stack", "auto"] + (["stack"] if args.forced else [])
     fields = ["suite", "runs", "steps", "per_run_s", "auto_s", "speedup", "stacked_runs"]
     fields += ["stack_s", "stack_speedup"] if args.forced else []
+    fields += ["rounds"] if args.repeat > 1 else []
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
         for name in args.suites.split(","):
-            suite = shortened(name, budgets.get(name), folder)
+            suite = shortened(name, budgets.get(name), Path(tmp))
             steps = yaml.safe_load(suite.read_text())["train"]["steps"]
-            per_run, _ = timed_run(suite, "no-stack", folder, args.jobs)
-            auto, output = timed_run(suite, "auto", folder, args.jobs)
-            runs = re.search(r"(\d+) runs on", output)
-            rows.append({
-                "suite": name,
-                "runs": runs.group(1) if runs else "?",
-                "steps": steps,
-                "per_run_s": f"{per_run:.1f}",
-                "auto_s": f"{auto:.1f}",
-                "speedup": f"{per_run / auto:.2f}",
-                "stacked_runs": len(re.findall(r"stacked\)", output)),
-            })  # fmt: skip
-            if args.forced:
-                forced, _ = timed_run(suite, "stack", folder, args.jobs)
-                rows[-1] |= {"stack_s": f"{forced:.1f}", "stack_speedup": f"{per_run / forced:.2f}"}
+            rounds = []
+            for r in range(args.repeat):  # every other round in reverse order
+                order = modes[::-1] if r % 2 else modes
+                rounds.append(timed_round(suite, order, Path(tmp) / f"{name}-{r}", args.jobs))
+            rows.append(row(name, steps, rounds, args.forced))
             print(" ".join(f"{k}={v}" for k, v in rows[-1].items()), file=sys.stderr, flush=True)
     if args.csv:
         with args.csv.open("w", newline="") as f:
@@ -98,8 +94,38 @@ def main(argv: list[str] | None = None) -> None:
     print()
     print("| " + " | ".join(fields) + " |")
     print("|" + "---|" * len(fields))
-    for row in rows:
-        print("| " + " | ".join(str(row[k]) for k in fields) + " |")
+    for r in rows:
+        print("| " + " | ".join(str(r[k]) for k in fields) + " |")
+
+
+def timed_round(suite: Path, modes: list[str], folder: Path, jobs: int | None) -> dict:
+    """Each mode's (seconds, output), one after the other in the order given, into fresh
+    stores and caches under ``folder``."""
+    folder.mkdir()
+    return {mode: timed_run(suite, mode, folder, jobs) for mode in modes}
+
+
+def row(name: str, steps: int, rounds: list[dict], forced: bool) -> dict:
+    """The suite's row: median seconds of each mode, median speed-ups over the rounds."""
+    seconds = lambda mode: [r[mode][0] for r in rounds]  # noqa: E731
+    ratios = lambda mode: [r["no-stack"][0] / r[mode][0] for r in rounds]  # noqa: E731
+    output = rounds[-1]["auto"][1]
+    runs = re.search(r"(\d+) runs on", output)
+    out = {
+        "suite": name,
+        "runs": runs.group(1) if runs else "?",
+        "steps": steps,
+        "per_run_s": f"{median(seconds('no-stack')):.1f}",
+        "auto_s": f"{median(seconds('auto')):.1f}",
+        "speedup": f"{median(ratios('auto')):.2f}",
+        "stacked_runs": len(re.findall(r"stacked\)", output)),
+    }  # fmt: skip
+    if forced:
+        out["stack_s"] = f"{median(seconds('stack')):.1f}"
+        out["stack_speedup"] = f"{median(ratios('stack')):.2f}"
+    if len(rounds) > 1:
+        out["rounds"] = " / ".join(f"{r:.2f}" for r in ratios("auto"))
+    return out
 
 
 if __name__ == "__main__":
