@@ -105,10 +105,10 @@ class StackedOptimizer:
         members = [m for m in chosen if m not in self.frozen]
         if not members:
             return
-        whole = len(members) == count or (self.neutral is not None and not self.frozen)
+        every_row = len(members) == count or (self.neutral is not None and not self.frozen)
         like = self.weights[0]
-        index = None if whole else torch.tensor(members, device=like.device)
-        pick = (lambda t: t) if whole else (lambda t: t.index_select(0, index))  # noqa: E731
+        index = None if every_row else torch.tensor(members, device=like.device)
+        pick = (lambda t: t) if every_row else (lambda t: t.index_select(0, index))  # noqa: E731
         columns: dict[tuple, dict[str, Tensor]] = {}  # by step counts: one set per step, mostly
         with torch.no_grad():
             for i, w in enumerate(self.weights):
@@ -118,7 +118,7 @@ class StackedOptimizer:
                     self.steps[i][m] += 1
                 steps = tuple(self.steps[i][m] for m in members)
                 if steps not in columns:
-                    values = self.columns(members, steps, whole)
+                    values = self.columns(members, steps, every_row)
                     columns[steps] = {
                         k: torch.tensor(v, dtype=like.dtype, device=like.device)
                         for k, v in values.items()
@@ -128,16 +128,16 @@ class StackedOptimizer:
                 states = {name: pick(self.state[name][i]) for name in self.state_names}
                 weight = pick(w.detach())
                 self.update(weight, pick(w.grad), states, cols)
-                if not whole:  # the chosen rows were copies: back into the stack
+                if not every_row:  # the chosen rows were copies: back into the stack
                     w.detach().index_copy_(0, index, weight)
                     for name in self.state_names:
                         self.state[name][i].index_copy_(0, index, states[name])
 
-    def columns(self, members: list[int], steps: tuple[int, ...], whole: bool) -> dict:
-        """:meth:`scalars` of the ``members`` updated; with ``whole``, over all members,
+    def columns(self, members: list[int], steps: tuple[int, ...], every_row: bool) -> dict:
+        """:meth:`scalars` of the ``members`` updated; with ``every_row``, over all members,
         ``neutral`` for those left out."""
         values = self.scalars(members, steps)
-        if not whole or len(members) == len(self.settings):
+        if not every_row or len(members) == len(self.settings):
             return values
         rows = {m: r for r, m in enumerate(members)}
         return {

@@ -128,6 +128,8 @@ class Group:
             m.spec.train.n_critic - (m.spec.train.updates == "simultaneous") for m in members
         ]  # critic-only updates per step (with simultaneous updates the last is joint)
         self.elementwise = getattr(self.constraint, "members", None) == "elementwise"
+        projection = type(self.constraint).after_critic_step
+        self.projects = projection is not Constraint.after_critic_step  # clipping, ...
         self.phase = "critic"  # which update calls the critic: critic, joint or generator
 
     def chosen(self, round: int | None = None) -> list[int] | None:
@@ -161,7 +163,7 @@ class Group:
     def project(self, chosen: list[int] | None, rows: int) -> None:
         """The constraint's projection after a critic update, on the members ``chosen``
         only; nothing to do (nor to save and restore) for a constraint without one."""
-        if type(self.constraint).after_critic_step is Constraint.after_critic_step:
+        if not self.projects:
             return
         with self.critic.keeping(chosen), self.hook_context(chosen, rows):
             self.constraint.after_critic_step(self.critic)
