@@ -87,24 +87,27 @@ def weights_gap(a: Keep, b: Keep, skip=()) -> float:
     return max(gaps)
 
 
-CONSTRAINTS = [
-    ("wasserstein", "gradient_penalty"),
-    ("wasserstein", "lipschitz_penalty"),
-    ("bce", "r1"),
-    ("wasserstein", "{name: weight_clip, c: 0.01}"),
-    ("bce", "none"),
-    ("wasserstein", "spectral_norm"),
-    ("wasserstein", "orthogonal"),
+CONSTRAINTS = [  # (loss, constraint, whether a member is its run alone bit for bit)
+    ("wasserstein", "gradient_penalty", True),
+    ("wasserstein", "lipschitz_penalty", True),
+    ("bce", "r1", False),
+    ("wasserstein", "{name: weight_clip, c: 0.01}", True),
+    ("bce", "none", False),
+    ("wasserstein", "spectral_norm", False),
+    ("wasserstein", "orthogonal", False),
 ]
 
 
-@pytest.mark.parametrize("loss,constraint", CONSTRAINTS)
-def test_every_declared_constraint_trains_stacked_as_each_run_alone(write_suite, loss, constraint):
+@pytest.mark.parametrize("loss,constraint,exact", CONSTRAINTS)
+def test_every_declared_constraint_trains_stacked_as_each_run_alone(
+    write_suite, loss, constraint, exact
+):
     specs, registry = suite_runs(write_suite, loss=loss, constraint=constraint)
     (alone, results), (stacked, stacked_results) = alone_and_stacked(specs, registry)
     for a, b, r in zip(alone, stacked, stacked_results, strict=True):
         assert r.status == "finished"
-        assert weights_gap(a, b) < 1e-6  # the MLP members agree to rounding (mostly exactly)
+        # README, "Same runs, same keys": bit for bit, or to rounding
+        assert weights_gap(a, b) == 0 if exact else weights_gap(a, b) < 1e-6
         for key in ("loss_critic", "loss_generator", "penalty", "modes_covered"):
             got, want = [v for _, v in b.values[key]], [v for _, v in a.values[key]]
             assert got == pytest.approx(want, rel=1e-5, abs=1e-6), key
