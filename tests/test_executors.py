@@ -127,3 +127,55 @@ print("done")
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert done.stdout.strip() == "done" and done.stderr == "", done.stderr
+
+
+AHEAD_JOBS = """
+import os
+
+warmed = []
+
+
+def warm_up():
+    warmed.append(os.getpid())
+
+
+def failing_warm_up():
+    raise RuntimeError("no warm-up here")
+
+
+def job(n):
+    return os.getpid(), list(warmed), n * n
+"""
+
+
+def test_workers_started_ahead_take_the_jobs_warm_and_are_stopped_when_not_taken(
+    tmp_path, monkeypatch
+):
+    """`harness run` starts its workers while the store opens: the executor then uses those
+    processes, each warmed up once before its first job; a warm-up that fails leaves them
+    usable; workers nobody takes (another number, or leaving early) are stopped."""
+    from harness.run import executors
+
+    (tmp_path / "ahead_jobs.py").write_text(AHEAD_JOBS)
+    monkeypatch.syspath_prepend(str(tmp_path))  # spawned workers inherit sys.path
+    import ahead_jobs
+
+    def outcomes(workers: int) -> list:
+        return [get() for _, get in executors.local_processes(ahead_jobs.job, [1, 2, 3], workers)]
+
+    with executors.workers_ahead(2, ahead_jobs.warm_up):
+        started = dict(executors._ahead[2]._processes)
+        done = outcomes(2)
+    assert sorted(n for _, _, n in done) == [1, 4, 9]
+    assert {pid for pid, _, _ in done} <= set(started)
+    assert all(warmed == [pid] for pid, warmed, _ in done)
+    with executors.workers_ahead(2, ahead_jobs.failing_warm_up):
+        assert sorted(n for _, _, n in outcomes(2)) == [1, 4, 9]
+    for leave in ("another number", "early"):
+        with executors.workers_ahead(2, ahead_jobs.warm_up):
+            unused = list(executors._ahead[2]._processes.values())
+            if leave == "another number":
+                pids = {pid for pid, _, _ in outcomes(1)}
+                assert not pids & {p.pid for p in unused}
+                assert not any(p.is_alive() for p in unused)  # stopped as the others start
+        assert not any(p.is_alive() for p in unused) and not executors._ahead

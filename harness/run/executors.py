@@ -68,11 +68,13 @@ def default_jobs(runs: int, device: str) -> int:
 
 
 def local_processes(worker: Callable, jobs: list, workers: int) -> Results:
-    """``worker(job)`` for each job in one of ``workers`` spawned processes; yields (job, its
-    outcome getter) as they complete. Closed early (Ctrl-C, SIGTERM, an error), it stops the
-    workers: queued jobs are dropped, a worker in a run ends it as interrupted (resumable) and
-    exits; none is left behind."""
-    pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=_worker_init)
+    """``worker(job)`` for each job in one of ``workers`` spawned processes (those started
+    ahead by :func:`workers_ahead` when there are as many); yields (job, its outcome getter) as
+    they complete. Closed early (Ctrl-C, SIGTERM, an error), it stops the workers: queued jobs
+    are dropped, a worker in a run ends it as interrupted (resumable) and exits; none is left
+    behind."""
+    pool = _ahead.pop(workers, None) or _pool(workers)
+    release_workers_ahead()
     done = False
     with _pipe_errors_not_signals():
         try:
@@ -85,6 +87,38 @@ def local_processes(worker: Callable, jobs: list, workers: int) -> Results:
                 pool.shutdown(wait=True)
             else:
                 stop(pool)
+
+
+_ahead: dict[int, ProcessPoolExecutor] = {}  # workers started ahead, by their number
+
+
+@contextlib.contextmanager
+def workers_ahead(workers: int, warm_up: Callable[[], None]) -> Iterator[None]:
+    """Start ``workers`` worker processes now, each running ``warm_up`` (importing what its
+    jobs need: seconds) while this process goes on preparing; the next :func:`local_processes`
+    with as many workers takes them. Those not taken are stopped on leaving, however it is
+    left."""
+    with _pipe_errors_not_signals():
+        pool = _pool(workers, warm_up)
+        for _ in range(workers):  # each submission starts one more process
+            pool.submit(int)
+        _ahead[workers] = pool
+        try:
+            yield
+        finally:
+            release_workers_ahead()
+
+
+def release_workers_ahead() -> None:
+    """Stop the workers started ahead that no executor took."""
+    while _ahead:
+        stop(_ahead.popitem()[1], grace=5.0)
+
+
+def _pool(workers: int, warm_up: Callable[[], None] | None = None) -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(
+        workers, mp_context=get_context("spawn"), initializer=_worker_init, initargs=(warm_up,)
+    )
 
 
 @contextlib.contextmanager
@@ -122,15 +156,19 @@ _busy = False  # in a worker: whether it is running a job
 _stopping = False  # in a worker: SIGTERM arrived
 
 
-def _worker_init() -> None:
+def _worker_init(warm_up: Callable[[], None] | None = None) -> None:
     """In a new worker: SIGTERM ends its run as interrupted, and the kernel sends SIGTERM when
-    the parent dies, however it dies (SIGKILL included), so no worker trains on as an orphan."""
+    the parent dies, however it dies (SIGKILL included), so no worker trains on as an orphan.
+    Then ``warm_up``; what it fails to do, the job does again and reports."""
     signal.signal(signal.SIGTERM, _on_sigterm)
     with contextlib.suppress(OSError, AttributeError):  # Linux only
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
     if os.getppid() == 1:  # the parent died before prctl took effect
         os._exit(128 + signal.SIGTERM)
+    if warm_up is not None:
+        with contextlib.suppress(Exception):
+            warm_up()
 
 
 def _on_sigterm(signum, frame) -> None:

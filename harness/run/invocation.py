@@ -1,19 +1,21 @@
 """What ``harness run SUITE`` does, as one call: validate the suite and the options, pick the
 strategies, build every part once on the CPU, open the store, then train (:func:`invoke`).
-Everything that can fail on bad input fails before anything is written."""
+Everything that can fail on bad input fails before anything is written; the worker processes
+start (and import) while the store opens."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from harness.core.errors import HarnessError
-from harness.run.executors import check_resources
+from harness.run.executors import check_resources, default_jobs, workers_ahead
 from harness.run.loading import MAX_RUNS, load_suite
 from harness.run.planning import select
 from harness.run.preflight import dry_build
-from harness.run.runner import Outcome, Progress, RunSettings, run_suite
+from harness.run.runner import Outcome, Progress, RunSettings, run_suite, warm_up
 from harness.run.store import Store, check_store_folder
 from harness.run.trainer import check_device
 
@@ -53,11 +55,13 @@ def invoke(request: RunRequest, progress: Progress) -> list[Outcome]:
     dry_build(suite, registry)  # parts that cannot take each other: before any write
     if request.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"):  # named, not the default
         check_store_folder(request.tracking_uri or os.environ["MLFLOW_TRACKING_URI"])
-    store = Store(request.tracking_uri)
-    store.check_writable()  # before anything is printed or trained
-    progress.starting(suite, str(device), store.uri)
     ray = settings.executor == "ray"  # each Ray worker resolves "auto" on its own machine
     settings = replace(
         settings, rerun=frozenset(rerun), device=settings.device if ray else str(device)
     )
-    return run_suite(suite, registry, store, settings, progress)
+    workers = 1 if ray else settings.jobs or default_jobs(len(suite.runs), settings.device)
+    with workers_ahead(workers, warm_up) if workers > 1 else contextlib.nullcontext():
+        store = Store(request.tracking_uri)
+        store.check_writable()  # before anything is printed or trained
+        progress.starting(suite, str(device), store.uri)
+        return run_suite(suite, registry, store, settings, progress)

@@ -27,12 +27,20 @@ from harness.run.executors import (
     default_jobs,
     local_processes,
     ray_tasks,
+    release_workers_ahead,
 )
 from harness.run.grouping import default_max_members, plan_groups, remember, remembered, trial_key
 from harness.run.planning import decide, plan
 from harness.run.provenance import DEFAULT_THREADS, run_provenance, torch_threads
 from harness.run.stacked_training import train_stacked, trial
-from harness.run.store import EXECUTION, RunLog, Store, is_store_error, storage_error
+from harness.run.store import (
+    EXECUTION,
+    RunLog,
+    Store,
+    import_mlflow,
+    is_store_error,
+    storage_error,
+)
 from harness.run.trainer import resolve_device, train
 
 log = logging.getLogger("harness")
@@ -207,6 +215,7 @@ def execute(
     (``jobs=1``, with per-step progress), else through an executor (progress at each job's
     end only)."""
     if settings.executor == "local" and settings.jobs == 1:
+        release_workers_ahead()
         for job in jobs:
             yield from run_job(job, store, registry, progress)
         return
@@ -230,6 +239,14 @@ def execute(
                 # the worker died before it could record its runs
                 error = f"{type(exc).__name__}: {exc}"
                 yield from (Outcome(spec, "failed", error=error) for spec in job.specs)
+
+
+def warm_up() -> None:
+    """In a worker started ahead (:func:`~harness.run.executors.workers_ahead`): import what
+    every job needs (torch and the trainer with this module, MLflow's store, the plugins)
+    while the suite's own process still opens the store."""
+    import_mlflow()
+    Registry()
 
 
 def run_job(

@@ -172,6 +172,12 @@ def check_sqlite_writable(db: Path) -> None:
     probe_writable(db.parent / "checkpoints", "checkpoints folder")
 
 
+def import_mlflow() -> None:
+    """Import MLflow's client and SQL store now (seconds): in a worker started ahead."""
+    import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
+    import mlflow.tracking  # noqa: F401
+
+
 def create_sqlite_store(db: Path) -> None:
     """Create a missing SQLite store atomically and race-free: under a lock beside it,
     MLflow's schema migrations run on a temporary file that is renamed into place, so neither a
