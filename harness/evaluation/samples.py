@@ -42,9 +42,9 @@ def _scatter(fake: Tensor, real: Tensor, modes) -> bytes:
 
     real, fake = real[:2500].cpu().numpy(), fake[:2500].detach().cpu().numpy()
     lim = max(2.5, 1.15 * float(abs(real).max()))  # PacGAN's grid reaches ±4
-    centres = modes.centers.numpy() if isinstance(modes, GaussianModes) else None
+    centres = modes.centers.tolist() if isinstance(modes, GaussianModes) else []
     with _drawing:
-        canvas, ax, lines, backdrop = _backdrop(lim, None if centres is None else Key(centres))
+        canvas, ax, lines, backdrop = _backdrop(lim, tuple(map(tuple, centres)))
         canvas.restore_region(backdrop)
         lines[0].set_data(real[:, 0], real[:, 1])
         lines[1].set_data(fake[:, 0], fake[:, 1])
@@ -56,25 +56,12 @@ def _scatter(fake: Tensor, real: Tensor, modes) -> bytes:
     return buffer.getvalue()
 
 
-class Key:
-    """An array as a cache key: equal when the values are."""
-
-    def __init__(self, array: np.ndarray):
-        self.array, self._bytes = array.copy(), (array.shape, array.tobytes())
-
-    def __eq__(self, other) -> bool:
-        return isinstance(other, Key) and self._bytes == other._bytes
-
-    def __hash__(self) -> int:
-        return hash(self._bytes)
-
-
 _drawing = threading.Lock()  # one canvas per layout, shared by the process's threads
 
 
 @functools.lru_cache(maxsize=4)
-def _backdrop(lim: float, centres: Key | None):
-    """A figure for one layout (axis limits and mode centres), drawn once without the
+def _backdrop(lim: float, centres: tuple[tuple[float, float], ...]):
+    """A figure for one layout (axis limits and mode centres, if any), drawn once without the
     dots, the frame and the legend (they are marked to be drawn over the saved backdrop); a
     bare :class:`~matplotlib.figure.Figure`, no pyplot state."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -86,9 +73,9 @@ def _backdrop(lim: float, centres: Key | None):
     dots = {"ls": "", "marker": "o", "ms": 2, "mew": 0}
     lines = [*ax.plot([], [], c="0.7", label="real", **dots)]
     lines += ax.plot([], [], c="tab:orange", label="generated", **dots)
-    if centres is not None:
-        c = centres.array
-        lines += ax.plot(c[:, 0], c[:, 1], ls="", marker="x", c="k", ms=4, label="centres")
+    if centres:
+        x, y = zip(*centres, strict=True)
+        lines += ax.plot(x, y, ls="", marker="x", c="k", ms=4, label="centres")
     ax.set_xlim(-lim, lim)
     ax.set_ylim(-lim, lim)
     ax.set_aspect("equal")
